@@ -1,0 +1,1 @@
+"""Prefect flows and the ``corpus2vec`` CLI: orchestration only, no heavy compute."""

@@ -1,0 +1,274 @@
+"""Typed configuration for every stage, named presets and ``key=value`` overrides.
+
+One frozen dataclass per stage; :class:`PipelineConfig` groups them. The same
+object is the Prefect flow parameter (as a dict), is saved into checkpoints and
+manifests, and fingerprints a run, so it must stay JSON-round-trippable and
+import nothing heavy (the pull client and the Spark jobs both import it).
+
+Parameter names follow gensim (``vector_size, window, negative, ns_exponent,
+sample, min_count, max_vocab_size, epochs, alpha, min_alpha, seed``) because
+that is what users already know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """How raw files become tokenized sentences (jobs/ingest, jobs/tokenize)."""
+
+    format: Literal["auto", "text", "jsonl", "parquet", "wet"] = "auto"
+    text_field: str = "text"  # JSON-lines field / Parquet column holding the text
+    id_field: str = "id"  # optional document id field; a content hash is used when absent
+    doc_per: Literal["line", "block"] = "line"  # plain text: one document per line or per blank-line block
+    lowercase: bool = True
+    max_sentence_tokens: int = 10_000  # gensim's limit; text8-style lines are cut into pieces this long
+    dedup: bool = True  # drop exact-duplicate documents (web crawl boilerplate)
+    language: str | None = None  # WET: keep records whose WARC-Identified-Content-Language starts with this
+    sample_files: int | None = None  # take a deterministic subset of this many input files
+    max_bad_fraction: float = 0.01  # share of input files that may be skipped as unreadable
+    min_doc_tokens: int = 1
+
+
+@dataclass(frozen=True)
+class VocabConfig:
+    """Vocabulary construction (jobs/count)."""
+
+    min_count: int = 5
+    max_vocab_size: int | None = None  # keep only the most frequent words when set
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """Subsampling, reduced window and negatives (jobs/pairs)."""
+
+    window: int = 5
+    negative: int = 5
+    ns_exponent: float = 0.75
+    sample: float = 1e-3
+    seed: int = 1
+    num_shards: int = 4
+    broadcast_vocab_max: int = 2_000_000  # above this many words the vocab is joined, not broadcast
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """SGNS training under torchrun (model/train)."""
+
+    vector_size: int = 100
+    epochs: int = 5
+    alpha: float = 0.025
+    min_alpha: float = 0.0001
+    seed: int = 1
+    nproc: int = 2  # torchrun --nproc_per_node
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = 4096  # pairs per optimisation step on the torch path
+    sync_every: int = 1_000_000  # local SGD: pairs per rank between parameter averages
+    output: Literal["input", "average"] = "input"  # published vectors: input table, or (input+output)/2
+    checkpoint_every_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation and the quality gate (model/evaluate)."""
+
+    restrict_vocab: int = 30_000
+    probes: tuple[str, ...] = ("king", "france", "computer", "music", "river", "good")
+    topn: int = 10
+    analogy_files: tuple[str, ...] = ()  # extra files in questions-words format
+    similarity_files: tuple[str, ...] = ()  # extra files in wordsim353 format
+    min_analogy: float = 0.0  # gate: absolute floor on analogy accuracy
+    min_wordsim: float = -1.0  # gate: absolute floor on WordSim353 Spearman
+    max_regression: float = 0.05  # gate: largest allowed drop of any metric against the parent
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """Where and how a version is published (model/publish)."""
+
+    align_to_parent: bool = True  # orthogonal Procrustes onto the parent version
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """All stages together; ``preset`` is recorded for lineage only."""
+
+    preset: str = "tiny"
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (tuples become lists) that :meth:`from_dict` reads back."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error, not ignored."""
+        return _build(cls, data, "config")
+
+    def fingerprint(self, *sections: str) -> str:
+        """sha256 of the named sections (all when none), to key stages by what affects them."""
+        data = self.to_dict()
+        chosen = {k: data[k] for k in (sections or tuple(data)) if k != "preset"}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
+
+
+SECTIONS = ("corpus", "vocab", "pairs", "train", "eval", "publish")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The shipped sample corpus (~730k words): a few minutes on 2 cores.
+    "tiny": {
+        "vocab": {"min_count": 3},
+        "pairs": {"window": 5, "negative": 5, "sample": 1e-3, "num_shards": 4},
+        "train": {"vector_size": 50, "epochs": 3, "nproc": 2},
+    },
+    # The reference settings of DESIGN.md (gensim skip-gram on the dev corpus).
+    "bench": {
+        "vocab": {"min_count": 5},
+        "pairs": {"window": 5, "negative": 5, "sample": 1e-4, "num_shards": 16},
+        "train": {"vector_size": 100, "epochs": 3, "alpha": 0.025, "min_alpha": 0.0001},
+    },
+    # Web crawls: boilerplate-heavy, many languages, large.
+    "web": {
+        "corpus": {"format": "wet", "language": "en", "dedup": True, "max_bad_fraction": 0.05},
+        "vocab": {"min_count": 10, "max_vocab_size": 1_000_000},
+        "pairs": {"window": 5, "negative": 5, "sample": 1e-4, "num_shards": 256},
+        "train": {"vector_size": 300, "epochs": 1, "device": "cuda", "batch_size": 65536},
+    },
+}
+
+
+def load_config(preset: str = "tiny", overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """The preset's config with ``key=value`` overrides applied, validated.
+
+    A key is ``section.field`` (``train.epochs=3``) or a bare gensim name
+    (``epochs=3``); a bare name present in several sections (``seed``) sets all.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+    data: dict[str, Any] = {"preset": preset}
+    for section, values in PRESETS[preset].items():
+        data[section] = dict(values)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} is not key=value (e.g. --set epochs=3)")
+        for section, name in _targets(key.strip()):
+            data.setdefault(section, {})[name] = _parse_value(raw.strip())
+    return validate(PipelineConfig.from_dict(data))
+
+
+def validate(cfg: PipelineConfig) -> PipelineConfig:
+    """Reject values no stage can honour, with a message saying which setting to change."""
+    checks = [
+        (cfg.vocab.min_count >= 1, "vocab.min_count must be >= 1"),
+        (
+            cfg.vocab.max_vocab_size is None or cfg.vocab.max_vocab_size >= 1,
+            "vocab.max_vocab_size must be >= 1",
+        ),
+        (cfg.pairs.window >= 1, "pairs.window must be >= 1"),
+        (cfg.pairs.negative >= 1, "pairs.negative must be >= 1"),
+        (cfg.pairs.sample >= 0, "pairs.sample must be >= 0 (0 disables subsampling)"),
+        (cfg.pairs.num_shards >= 1, "pairs.num_shards must be >= 1"),
+        (cfg.corpus.max_sentence_tokens >= 2, "corpus.max_sentence_tokens must be >= 2"),
+        (0 <= cfg.corpus.max_bad_fraction <= 1, "corpus.max_bad_fraction must be in [0, 1]"),
+        (cfg.train.vector_size >= 1, "train.vector_size must be >= 1"),
+        (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
+        (cfg.train.nproc >= 1, "train.nproc must be >= 1"),
+        (
+            0 < cfg.train.alpha and 0 <= cfg.train.min_alpha <= cfg.train.alpha,
+            "need 0 <= min_alpha <= alpha, alpha > 0",
+        ),
+        (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"invalid config: {message}")
+    return cfg
+
+
+def _targets(key: str) -> list[tuple[str, str]]:
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section not in SECTIONS:
+            raise ValueError(
+                f"unknown config section {section!r} in {key!r}; sections: {', '.join(SECTIONS)}"
+            )
+        if name not in _field_names(section):
+            raise ValueError(
+                f"unknown setting {key!r}; {section} has: {', '.join(sorted(_field_names(section)))}"
+            )
+        return [(section, name)]
+    found = [(s, key) for s in SECTIONS if key in _field_names(s)]
+    if not found:
+        raise ValueError(f"unknown setting {key!r}; see `corpus2vec config --preset tiny` for all settings")
+    return found
+
+
+def _field_names(section: str) -> set[str]:
+    section_type = get_type_hints(PipelineConfig)[section]
+    return {f.name for f in fields(section_type)}
+
+
+def _parse_value(raw: str) -> Any:
+    """JSON when it parses (numbers, true/false, null, lists), else the raw string."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _build(cls: Any, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown setting(s) in {where}: {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against a field's type; ints widen to floats, lists to tuples."""
+    if is_dataclass(hint):
+        return _build(hint, value, where)
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"{where} must be a list, got {value!r}")
+        return tuple(_coerce(args[0], v, where) for v in items if v != "")
+    if args and type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, where)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ValueError(f"{where} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def with_section(cfg: PipelineConfig, section: str, **changes: Any) -> PipelineConfig:
+    """A copy of ``cfg`` with fields of one section replaced (used by tests and benchmarks)."""
+    return replace(cfg, **{section: replace(getattr(cfg, section), **changes)})

@@ -1,0 +1,163 @@
+"""The store: fsspec URLs, atomic writes and stage manifests.
+
+Every stage reads and writes through these helpers so that one code path serves
+a laptop folder (``/tmp/store`` or ``file://...``) and object storage
+(``s3://bucket/prefix``; s3fs takes credentials and ``AWS_ENDPOINT_URL`` from the
+environment, never from code or manifests).
+
+A stage directory is finished when its ``_manifest.json`` exists. The manifest
+is written last and lists every file it covers with rows, bytes and sha256, so a
+reader that follows the manifest never sees a half-written output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import time
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+MANIFEST = "_manifest.json"
+_CHUNK = 1 << 20
+
+
+def get_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem for ``url`` and the path inside it (local paths become absolute)."""
+    if "://" not in url:
+        url = os.path.abspath(os.path.expanduser(url))
+    return url_to_fs(url)
+
+
+def join(url: str, *parts: str) -> str:
+    """Join path parts onto a store URL with ``/`` whatever the OS."""
+    base = url.rstrip("/")
+    return posixpath.join(base, *[p.strip("/") for p in parts if p])
+
+
+def is_local(url: str) -> bool:
+    """True for plain paths and ``file://`` URLs."""
+    return "://" not in url or url.startswith("file://")
+
+
+def exists(url: str) -> bool:
+    """Whether a file or directory exists at ``url``."""
+    fs, path = get_fs(url)
+    return bool(fs.exists(path))
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Write ``data`` so that readers see either nothing or the whole file.
+
+    Local: write a hidden temp file in the same folder, fsync, then ``os.replace``.
+    Object stores: a single PUT is already all-or-nothing.
+    """
+    fs, path = get_fs(url)
+    if _is_local_fs(fs):
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    else:
+        fs.pipe_file(path, data)
+
+
+def _is_local_fs(fs: fsspec.AbstractFileSystem) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
+
+
+def write_json_atomic(url: str, obj: Any) -> None:
+    """Atomically write ``obj`` as pretty, key-sorted JSON (stable bytes for checksums)."""
+    write_bytes_atomic(url, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(url: str) -> Any:
+    """Parse the JSON document at ``url``; a clear error when it is missing or corrupt."""
+    fs, path = get_fs(url)
+    try:
+        with fs.open(path, "rb") as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{url} does not exist") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{url} is not valid JSON ({exc}); delete it and rerun the stage that wrote it"
+        ) from exc
+
+
+def sha256_of(url: str) -> str:
+    """Hex sha256 of the file at ``url``, streamed."""
+    fs, path = get_fs(url)
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_entry(dir_url: str, name: str, rows: int | None = None) -> dict[str, Any]:
+    """A manifest entry for ``dir_url/name``: path relative to the stage dir, bytes, sha256, rows."""
+    url = join(dir_url, name)
+    fs, path = get_fs(url)
+    entry: dict[str, Any] = {"path": name, "bytes": int(fs.size(path)), "sha256": sha256_of(url)}
+    if rows is not None:
+        entry["rows"] = int(rows)
+    return entry
+
+
+def write_manifest(dir_url: str, kind: str, files: list[dict[str, Any]], **meta: Any) -> dict[str, Any]:
+    """Write ``dir_url/_manifest.json`` last, marking the stage finished, and return it.
+
+    ``files`` are :func:`file_entry` dicts; ``meta`` holds stage facts (counts, config,
+    parameters). ``created_at`` is kept out of the checksummed file list on purpose.
+    """
+    manifest = {
+        "kind": kind,
+        "files": sorted(files, key=lambda f: f["path"]),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **meta,
+    }
+    write_json_atomic(join(dir_url, MANIFEST), manifest)
+    return manifest
+
+
+def read_manifest(dir_url: str, kind: str | None = None) -> dict[str, Any] | None:
+    """The stage manifest, or None when the stage has not finished."""
+    url = join(dir_url, MANIFEST)
+    if not exists(url):
+        return None
+    manifest = read_json(url)
+    if kind is not None and manifest.get("kind") != kind:
+        raise ValueError(f"{url} is a {manifest.get('kind')!r} manifest, expected {kind!r}")
+    return manifest
+
+
+def require_manifest(dir_url: str, kind: str) -> dict[str, Any]:
+    """The manifest of a stage that must already have finished, or a clear error."""
+    manifest = read_manifest(dir_url, kind)
+    if manifest is None:
+        raise FileNotFoundError(
+            f"{dir_url} has no {MANIFEST}: the {kind} stage has not finished there; run it first"
+        )
+    return manifest
+
+
+def remove(url: str) -> None:
+    """Delete a file or directory tree if present (used to clear unfinished stage output)."""
+    fs, path = get_fs(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
