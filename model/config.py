@@ -186,7 +186,7 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
         (cfg.train.nproc >= 1, "train.nproc must be >= 1"),
         (
-            0 < cfg.train.alpha and 0 <= cfg.train.min_alpha <= cfg.train.alpha,
+            cfg.train.alpha > 0 and 0 <= cfg.train.min_alpha <= cfg.train.alpha,
             "need 0 <= min_alpha <= alpha, alpha > 0",
         ),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
