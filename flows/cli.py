@@ -1,0 +1,324 @@
+"""The ``corpus2vec`` command: a thin layer over the flows, the stages and the pull client.
+
+``run`` goes through the Prefect flow ``pretrain`` (a temporary local Prefect
+server unless ``PREFECT_API_URL`` points at one). ``prepare/train/evaluate/publish``
+run one stage each, taking and giving URIs, so a data engineer can rerun one
+stage. ``list/show/pull/promote/diff`` need neither Spark nor Prefect.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from flows.defaults import DEFAULT_NAME, SAMPLE_CORPUS, default_store, quiet_prefect_defaults
+from model.config import PRESETS, load_config
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Corpus-scale word2vec: Spark pair shards, torchrun SGNS, versioned embeddings.",
+)
+err = Console(stderr=True, highlight=False)
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Store root: a folder or s3://bucket/prefix.")]
+PresetOpt = Annotated[str, typer.Option("--preset", help=f"Settings preset: {', '.join(PRESETS)}.")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a setting, e.g. --set epochs=3 (repeatable).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")]
+
+
+def _store(store: str | None) -> str:
+    return store or default_store()
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def run(
+    corpus: Annotated[
+        list[str] | None, typer.Option("--corpus", help="Input file, glob, folder or URL (repeatable).")
+    ] = None,
+    store: StoreOpt = None,
+    name: Annotated[str, typer.Option("--name", help="Embedding name to publish under.")] = DEFAULT_NAME,
+    preset: PresetOpt = "tiny",
+    overrides: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the whole pipeline (Prefect flow `pretrain`) and publish NAME@VERSION."""
+    from flows.progress import StageProgress
+
+    quiet_prefect_defaults()
+    load_config(preset, overrides or [])  # fail on a bad --set before starting any server
+    from flows.pretrain import pretrain
+
+    started = time.monotonic()
+    with StageProgress(err):
+        try:
+            summary = pretrain(
+                corpus=corpus or [SAMPLE_CORPUS],
+                store=_store(store),
+                name=name,
+                preset=preset,
+                overrides=overrides or [],
+            )
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            _fail(str(exc))
+    summary["seconds"]["total"] = round(time.monotonic() - started, 2)
+    if as_json:
+        _print_json(summary)
+        return
+    err.print(f"[bold green]published[/] {summary['name']}@{summary['version']}")
+    typer.echo(f"{summary['name']}@{summary['version']}\t{summary['uri']}")
+
+
+@app.command()
+def prepare(
+    corpus: Annotated[
+        list[str] | None, typer.Option("--corpus", help="Input file, glob, folder or URL.")
+    ] = None,
+    store: StoreOpt = None,
+    preset: PresetOpt = "tiny",
+    overrides: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Spark stages only: tokenize, count, emit pair shards. Prints the vocab and pairs URIs."""
+    from flows import stages
+    from jobs.session import get_spark
+
+    cfg = load_config(preset, overrides or [])
+    corpus = corpus or [SAMPLE_CORPUS]
+    try:
+        inputs = stages.fingerprint_inputs(corpus, cfg)
+        layout = stages.RunLayout(_store(store), stages.run_id_for(inputs, cfg))
+        spark = get_spark()
+        tokens = stages.tokenize(spark, corpus, layout, cfg)
+        vocab = stages.count(spark, layout, cfg)
+        pairs = stages.pairs(spark, layout, cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    result = {
+        "run_id": layout.run_id,
+        "tokens": layout.stage("tokens"),
+        "vocab": layout.stage("vocab"),
+        "pairs": layout.stage("pairs"),
+        "documents": tokens.get("documents"),
+        "vocab_size": vocab.get("vocab_size"),
+        "total_pairs": pairs.get("total_pairs"),
+    }
+    _print_result(result, as_json)
+
+
+@app.command()
+def train(
+    pairs: Annotated[str, typer.Option("--pairs", help="Pairs stage URI (with _manifest.json).")],
+    vocab: Annotated[str, typer.Option("--vocab", help="Vocab stage URI (with _manifest.json).")],
+    out: Annotated[str, typer.Option("--out", help="Where vectors, checkpoints and metrics go.")],
+    preset: PresetOpt = "tiny",
+    overrides: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train SGNS under torchrun on existing pair shards."""
+    from flows import stages
+    from flows.progress import StageProgress
+
+    cfg = load_config(preset, overrides or [])
+    with StageProgress(err) as progress:
+        try:
+            manifest = stages.train(pairs, vocab, out, cfg, on_progress=progress.training_callback())
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            _fail(str(exc))
+    keys = ("world_size", "pairs_trained", "pairs_per_s", "seconds", "final_loss")
+    _print_result({"train": out, **{k: manifest.get(k) for k in keys}}, as_json)
+
+
+@app.command()
+def evaluate(
+    train_uri: Annotated[str, typer.Option("--train", help="Train stage URI (vectors.npy).")],
+    vocab: Annotated[str, typer.Option("--vocab", help="Vocab stage URI.")],
+    out: Annotated[
+        str | None, typer.Option("--out", help="Where report.json goes (default: beside --train).")
+    ] = None,
+    preset: PresetOpt = "tiny",
+    overrides: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate trained vectors: analogies, word similarity, nearest neighbours."""
+    from flows import stages
+    from model import storage
+
+    cfg = load_config(preset, overrides or [])
+    out = out or storage.join(train_uri.rstrip("/").rsplit("/", 1)[0], "eval")
+    try:
+        report = stages.evaluate(train_uri, vocab, out, cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    _print_result({"report": storage.join(out, "report.json"), **report.get("metrics", {})}, as_json)
+
+
+@app.command()
+def publish(
+    train_uri: Annotated[str, typer.Option("--train", help="Train stage URI.")],
+    vocab: Annotated[str, typer.Option("--vocab", help="Vocab stage URI.")],
+    report: Annotated[str, typer.Option("--report", help="report.json written by `evaluate`.")],
+    name: Annotated[str, typer.Option("--name", help="Embedding name.")] = DEFAULT_NAME,
+    store: StoreOpt = None,
+    preset: PresetOpt = "tiny",
+    overrides: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Gate and publish trained vectors as NAME@VERSION; moves `latest` last."""
+    from flows import stages
+    from model import storage
+
+    cfg = load_config(preset, overrides or [])
+    try:
+        result = stages.publish(
+            _store(store), name, train_uri, vocab, storage.read_json(report), cfg, {"train": train_uri}
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    _print_result(result, as_json)
+
+
+@app.command("list")
+def list_(
+    name: Annotated[str | None, typer.Argument(help="Embedding name; all names when omitted.")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List embedding names, or the versions of NAME with their metrics."""
+    from model import registry
+
+    root = _store(store)
+    try:
+        if name is None:
+            names = registry.list_names(root)
+            rows: list[dict[str, Any]] = [
+                {"name": n, "versions": len(registry.list_versions(root, n))} for n in names
+            ]
+        else:
+            rows = registry.list_versions(root, name)
+    except ValueError as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        err.print(f"nothing published in {root}" + (f" under {name}" if name else ""))
+        return
+    for row in rows:
+        typer.echo(_format_row(row))
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME@latest or NAME@ALIAS.")],
+    store: StoreOpt = None,
+) -> None:
+    """Print the manifest of one published version."""
+    from model import registry
+
+    try:
+        manifest = registry.read_manifest(_store(store), ref)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    _print_json(manifest)
+
+
+@app.command()
+def pull(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS (default alias: latest).")],
+    store: StoreOpt = None,
+    to: Annotated[str | None, typer.Option("--to", help="Copy the verified files into this folder.")] = None,
+) -> None:
+    """Download a version into the local cache (checksums verified) and print its folder."""
+    from model.pull import pull as pull_version
+
+    try:
+        path = pull_version(ref, store=_store(store), to=to)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(str(path))
+
+
+@app.command()
+def promote(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION to point the alias at.")],
+    alias: Annotated[str, typer.Option("--alias", help="Alias to move, e.g. stable.")] = "stable",
+    store: StoreOpt = None,
+) -> None:
+    """Point an alias (e.g. `stable`) at an existing version."""
+    from model import registry
+
+    try:
+        name, version = registry.resolve(_store(store), ref)
+        registry.promote(_store(store), name, version, alias)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(f"{name}@{alias} -> {version}")
+
+
+@app.command()
+def diff(
+    ref_a: Annotated[str, typer.Argument(help="Older version, NAME@REF.")],
+    ref_b: Annotated[str, typer.Argument(help="Newer version, NAME@REF.")],
+    store: StoreOpt = None,
+) -> None:
+    """Drift between two versions: aligned cosine, neighbour overlap, words added and removed."""
+    from model import registry
+
+    try:
+        report = registry.diff(_store(store), ref_a, ref_b)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    _print_json(report)
+
+
+@app.command()
+def config(preset: PresetOpt = "tiny", overrides: SetOpt = None) -> None:
+    """Print the resolved settings of a preset with overrides (every key --set accepts)."""
+    try:
+        _print_json(load_config(preset, overrides or []).to_dict())
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _print_result(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(result)
+        return
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    if "version" not in row:
+        return f"{row['name']}\t{row['versions']} version(s)"
+    metrics = row.get("metrics") or {}
+    shown = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+    aliases = ",".join(row.get("aliases") or [])
+    return f"{row['name']}@{row['version']}\t{aliases}\t{shown}"
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
