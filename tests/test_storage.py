@@ -44,7 +44,7 @@ def test_missing_and_mismatched_manifests_are_clear_errors(store: str) -> None:
 def test_corrupt_json_names_the_file(store: str) -> None:
     url = storage.join(store, "bad.json")
     Path(url).write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad\.json is not valid JSON"):
         storage.read_json(url)
 
 
