@@ -57,7 +57,8 @@ def tokenize_corpus(corpus: list[str], layout: stages.RunLayout, cfg: PipelineCo
 
     events.emit("start", "tokenize")
     manifest = stages.tokenize(get_spark(), corpus, layout, cfg)
-    stats = {k: manifest.get(k) for k in ("files", "documents", "sentences", "tokens", "duplicates_removed")}
+    keys = ("input_files", "rejected_files", "documents", "sentences", "tokens", "duplicates_removed")
+    stats = {k: manifest.get(k) for k in keys}
     rejects = manifest.get("rejects") or []
     create_table_artifact(
         key=_key(name, "corpus"),

@@ -49,9 +49,9 @@ class StageTimer:
 
 def fingerprint_inputs(corpus: list[str], cfg: PipelineConfig) -> dict[str, Any]:
     """The input file list (URL, size, etag/mtime) that keys a run; no file is read."""
-    from jobs.ingest import list_inputs
+    from jobs.ingest import expand_corpus
 
-    files = list_inputs(corpus, cfg.corpus)
+    files = expand_corpus(corpus, cfg.corpus)
     entries = []
     for url in files:
         fs, path = storage.get_fs(url)
