@@ -86,6 +86,50 @@ def run(
 
 
 @app.command()
+def deploy(
+    pool: Annotated[
+        str, typer.Option("--pool", help="Prefect work pool (type process), created if missing.")
+    ] = ("corpus2vec"),
+    cron: Annotated[
+        str, typer.Option("--cron", help="Cron schedule, e.g. '0 3 * * 0'; 'none' for no schedule.")
+    ] = "0 3 * * 0",
+    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of --cron.")] = "UTC",
+    corpus: Annotated[
+        list[str] | None,
+        typer.Option("--corpus", help="Input for every run, e.g. a crawl's wet.paths.gz (repeatable)."),
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Store root for the runs (default: the worker's).")
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="Embedding name to publish under.")] = DEFAULT_NAME,
+    preset: PresetOpt = "tiny",
+    overrides: SetOpt = None,
+    deployment: Annotated[str, typer.Option("--deployment", help="Deployment name.")] = "weekly-retrain",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the work pool and a scheduled deployment of `pretrain` on the server at PREFECT_API_URL."""
+    from flows.deploy import DeploySpec
+    from flows.deploy import deploy as deploy_flow
+
+    spec = DeploySpec(
+        pool=pool,
+        deployment=deployment,
+        cron=None if cron.lower() == "none" else cron,
+        timezone=timezone,
+        corpus=corpus or [],
+        store=store,
+        name=name,
+        preset=preset,
+        overrides=overrides or [],
+    )
+    try:
+        result = deploy_flow(spec)
+    except ValueError as exc:
+        _fail(str(exc))
+    _print_result(result, as_json)
+
+
+@app.command()
 def prepare(
     corpus: Annotated[
         list[str] | None, typer.Option("--corpus", help="Input file, glob, folder or URL.")

@@ -2,165 +2,371 @@
 
 Orchestration only: each task calls one function of :mod:`flows.stages`, passes
 URIs on, and publishes what it counted as Prefect artifacts with stable keys
-(``{name}-corpus``, ``{name}-vocab``, ``{name}-pairs``, ``{name}-training``,
-``{name}-evaluation``, ``{name}-publish``). Stages are keyed by the run
+``{name}-{what}`` (:data:`flows.reporting.KEYS`). Stages are keyed by the run
 fingerprint, so a rerun after a crash resumes at the first unfinished stage.
+
+What an operator sees:
+
+* flow runs named ``{name}-{preset}-{UTC time}`` and tagged ``corpus2vec``,
+  ``name:…``, ``preset:…``, ``run:{run_id}`` and, once published, ``version:…``;
+  task runs named ``{stage}[{name}@{run_id}]`` carrying the same tags;
+* a failure raised as :class:`StageFailed`, whose message (also the run's state
+  message and an ERROR log line) starts with the stage, names the input and says
+  what to do next;
+* transient I/O errors retried with backoff (:data:`RETRY_TRANSIENT`), bad input
+  and failed quality gates failing at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import errno
+import re
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import events, stages
+from flows import events, reporting, stages
 from flows.defaults import DEFAULT_NAME, SAMPLE_CORPUS, default_store
+from model import storage
 from model.config import PipelineConfig, load_config
+
+# What to do when a stage fails; the message also names the stage and its input.
+HINTS: dict[str, str] = {
+    "config": "fix the preset or the --set value; `corpus2vec config --preset P` lists every setting",
+    "tokenize": "check that every --corpus path or URL exists and is readable from the machine running "
+    "the flow, and that corpus.format / corpus.text_field match the files; then rerun the same command",
+    "count": "if no word reaches min_count, lower it (--set min_count=N) or add input; otherwise rerun "
+    "the same command (finished stages are skipped)",
+    "pairs": "rerun the same command: unfinished pair shards are cleared and the stage starts over",
+    "train": "read the log lines above (train.log in the train folder has all of them); checkpoints are "
+    "kept, so rerunning the same command resumes training from the last one",
+    "evaluate": "rerun the same command; if the vectors and vocabulary disagree, delete the train folder "
+    "named above to retrain",
+    "publish": "nothing half-published is visible; if the quality gate failed, inspect the candidate it "
+    "names and fix the data or relax eval.min_analogy / eval.max_regression, else rerun the same command",
+}
+
+
+class StageFailed(RuntimeError):
+    """A stage of ``pretrain`` failed: which stage, on which input, why, and what to do next.
+
+    The original exception is kept as ``__cause__`` (the retry condition looks at
+    it). A RuntimeError, so ``corpus2vec run`` prints it as a one-screen error.
+    """
+
+    def __init__(self, stage: str, inputs: str, cause: BaseException, hint: str) -> None:
+        self.stage, self.inputs, self.hint = stage, inputs, hint
+        super().__init__(f"{stage} failed on {inputs}: {type(cause).__name__}: {cause}\nwhat to do: {hint}")
+
+
+@contextlib.contextmanager
+def stage_errors(stage: str, inputs: str) -> Iterator[None]:
+    """Turn any error inside the block into :class:`StageFailed`, logged at ERROR on the run."""
+    try:
+        yield
+    except StageFailed:
+        raise
+    except Exception as exc:
+        error = StageFailed(stage, inputs, exc, HINTS[stage])
+        with contextlib.suppress(Exception):  # outside a run there is no run logger
+            get_run_logger().error("%s", error)
+        raise error from exc
+
+
+# Exception classes of the HTTP/object-store stacks (aiohttp, botocore, httpx) that mean
+# "the network or the service hiccuped"; matched by name so none of them must be importable.
+_TRANSIENT_NAMES = frozenset(
+    {
+        "ClientConnectionError",
+        "ServerDisconnectedError",
+        "ServerTimeoutError",
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "ConnectError",
+        "ReadTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "RemoteProtocolError",
+    }
+)
+# A Spark task's Python error reaches the driver as text inside a JVM exception.
+_TRANSIENT_TEXT = re.compile(
+    r"Connection (reset|refused|aborted)|timed out|ServiceUnavailable|SlowDown|Broken pipe", re.IGNORECASE
+)
+_NOT_TRANSIENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying could help: network and object-store hiccups yes, bad input or a failed gate no."""
+    if isinstance(exc, StageFailed) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, _NOT_TRANSIENT):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    if _TRANSIENT_NAMES & {cls.__name__ for cls in type(exc).__mro__}:
+        return True
+    if isinstance(exc, OSError):  # s3fs maps throttling, 5xx and resets to OSError; a full disk stays full
+        return exc.errno not in (errno.ENOSPC, errno.EDQUOT)
+    if type(exc).__module__.startswith(("pyspark", "py4j")):
+        return bool(_TRANSIENT_TEXT.search(str(exc)))
+    return False
 
 
 def only_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry I/O hiccups (object store, network), never bad input or a failed quality gate."""
+    """Prefect ``retry_condition_fn``: retry a failed task run only for transient errors."""
     try:
         state.result()
-    except (FileNotFoundError, PermissionError):
-        return False
-    except (OSError, ConnectionError, TimeoutError):
-        return True
-    except Exception:  # anything else is a real failure: fail fast
-        return False
+    except Exception as exc:
+        return is_transient(exc)
     return False
 
 
 # Stage outputs are keyed by the run fingerprint and skipped via manifests, so
-# Prefect's own result caching stays off.
+# Prefect's own result caching stays off. A retried stage redoes only unfinished work.
 RETRY_TRANSIENT: dict[str, Any] = {
     "retries": 2,
-    "retry_delay_seconds": [2, 10],
+    "retry_delay_seconds": [5, 30],
+    "retry_jitter_factor": 0.5,  # many scheduled runs must not hammer a recovering store in step
     "retry_condition_fn": only_transient,
     "cache_policy": NO_CACHE,
 }
 
 
-def _key(name: str, what: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    safe = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-    return f"{safe}-{what}"
+def _task_run_name(stage: str) -> Callable[..., str]:
+    """``{stage}[{name}@{run_id}]``: tells task runs of different embeddings and inputs apart."""
+
+    def name(parameters: dict[str, Any]) -> str:
+        layout = parameters.get("layout")
+        return f"{stage}[{parameters.get('name')}@{getattr(layout, 'run_id', '?')}]"
+
+    return name
 
 
-@task(name="tokenize-corpus", **RETRY_TRANSIENT)
+def _flow_run_name() -> str:
+    """``{name}-{preset}-{UTC time}``, so the runs list reads like a retraining history."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters or {}
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{params.get('name') or DEFAULT_NAME}-{params.get('preset') or 'tiny'}-{stamp}"
+
+
+def _report(publish: Callable[..., Any], *args: Any) -> Any:
+    """Publish an artifact; a Prefect API hiccup is logged, never fails a finished stage."""
+    try:
+        return publish(*args)
+    except Exception as exc:
+        get_run_logger().warning("could not publish artifact via %s: %r", publish.__name__, exc)
+        return None
+
+
+def _describe(corpus: list[str]) -> str:
+    shown = ", ".join(corpus[:3])
+    return f"corpus [{shown}{f', … {len(corpus) - 3} more' if len(corpus) > 3 else ''}]"
+
+
+@task(name="tokenize-corpus", task_run_name=_task_run_name("tokenize"), **RETRY_TRANSIENT)
 def tokenize_corpus(corpus: list[str], layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
-    """Spark: ingest and tokenize; publishes corpus stats and rejects."""
+    """Spark: ingest and tokenize; publishes corpus stats and the rejected files."""
     from jobs.session import get_spark
 
     events.emit("start", "tokenize")
-    manifest = stages.tokenize(get_spark(), corpus, layout, cfg)
-    keys = ("input_files", "rejected_files", "documents", "sentences", "tokens", "duplicates_removed")
-    stats = {k: manifest.get(k) for k in keys}
-    rejects = manifest.get("rejects") or []
-    create_table_artifact(
-        key=_key(name, "corpus"),
-        table=[{"metric": k, "value": v} for k, v in stats.items()]
-        + [{"metric": f"rejected: {r.get('file')}", "value": r.get("reason")} for r in rejects[:50]],
-        description=f"Corpus stats and rejects ({len(rejects)} rejected) for run {layout.run_id}",
+    with stage_errors("tokenize", _describe(corpus)):
+        manifest = stages.tokenize(get_spark(), corpus, layout, cfg)
+    rejected = len(manifest.get("rejects") or [])
+    where = f"run {layout.run_id}: {layout.stage('tokens')}"
+    _report(
+        reporting.publish_table,
+        name,
+        "corpus",
+        reporting.corpus_rows(manifest),
+        f"Corpus stats ({rejected} file(s) rejected), {where}",
     )
-    events.emit("done", "tokenize", **stats)
+    _report(
+        reporting.publish_markdown_artifact,
+        name,
+        "corpus-rejects",
+        reporting.rejects_markdown(manifest),
+        f"Input files skipped by the tokenize stage, {where}",
+    )
+    keys = ("input_files", "rejected_files", "documents", "sentences", "tokens", "duplicates_removed")
+    events.emit("done", "tokenize", **{k: manifest.get(k) for k in keys})
     return manifest
 
 
-@task(name="count-vocabulary", **RETRY_TRANSIENT)
+@task(name="count-vocabulary", task_run_name=_task_run_name("count"), **RETRY_TRANSIENT)
 def count_vocabulary(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
     """Spark: build the vocabulary; publishes size, coverage and the top words."""
     from jobs.session import get_spark
 
     events.emit("start", "count")
-    manifest = stages.count(get_spark(), layout, cfg)
-    keys = ("vocab_size", "total_tokens", "retained_tokens", "coverage", "types", "min_count")
-    create_table_artifact(
-        key=_key(name, "vocab"),
-        table=[{"metric": k, "value": manifest.get(k)} for k in keys],
-        description=f"Vocabulary of run {layout.run_id}: {layout.stage('vocab')}",
+    with stage_errors("count", layout.stage("tokens")):
+        manifest = stages.count(get_spark(), layout, cfg)
+    vocab_uri = layout.stage("vocab")
+    _report(
+        reporting.publish_table, name, "vocab", reporting.vocab_rows(manifest), f"Vocabulary: {vocab_uri}"
     )
-    events.emit("done", "count", vocab_size=manifest.get("vocab_size"))
+    top = _report(reporting.top_words, vocab_uri, manifest.get("total_tokens"))
+    if top:
+        _report(
+            reporting.publish_table,
+            name,
+            "vocab-top-words",
+            top,
+            f"The {len(top)} most frequent words and their share of all tokens, run {layout.run_id}",
+        )
+    events.emit("done", "count", vocab_size=manifest.get("vocab_size"), coverage=manifest.get("coverage"))
     return manifest
 
 
-@task(name="emit-pairs", **RETRY_TRANSIENT)
+@task(name="emit-pairs", task_run_name=_task_run_name("pairs"), **RETRY_TRANSIENT)
 def emit_pairs(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
     """Spark: subsample, window, draw negatives and write the pair shards."""
     from jobs.session import get_spark
 
     events.emit("start", "pairs")
-    manifest = stages.pairs(get_spark(), layout, cfg)
-    keys = ("total_pairs", "bytes_per_pair", "tokens_in", "tokens_kept", "seconds")
-    create_table_artifact(
-        key=_key(name, "pairs"),
-        table=[{"metric": k, "value": manifest.get(k)} for k in keys]
-        + [{"metric": "shards", "value": len(manifest.get("files", []))}],
-        description=f"Pair shards of run {layout.run_id}: {layout.stage('pairs')}",
+    with stage_errors("pairs", f"{layout.stage('tokens')} + {layout.stage('vocab')}"):
+        manifest = stages.pairs(get_spark(), layout, cfg)
+    _report(
+        reporting.publish_table,
+        name,
+        "pairs",
+        reporting.pairs_rows(manifest),
+        f"Pair shards of run {layout.run_id}: {layout.stage('pairs')}",
     )
     events.emit("done", "pairs", total_pairs=manifest.get("total_pairs"))
     return manifest
 
 
-@task(name="train-sgns", cache_policy=NO_CACHE)
+@task(name="train-sgns", task_run_name=_task_run_name("train"), cache_policy=NO_CACHE)
 def train_embeddings(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
-    """torchrun: train SGNS on the shards; resumes from its own checkpoints when rerun."""
+    """torchrun: train SGNS on the shards; resumes from its own checkpoints when rerun.
+
+    No Prefect retries: torchrun already restarts failed ranks, and a rerun of the
+    flow resumes from the last checkpoint.
+    """
     events.emit("start", "train")
+    progress = _report(reporting.TrainingProgress, name, layout.run_id)
 
-    def forward(progress: dict[str, Any]) -> None:
-        events.emit("progress", "train", **progress)
+    def to_terminal(record: dict[str, Any]) -> None:
+        events.emit("progress", "train", **record)
 
-    manifest = stages.train(
-        layout.stage("pairs"), layout.stage("vocab"), layout.stage("train"), cfg, on_progress=forward
+    listeners = [to_terminal] + ([progress] if progress is not None else [])
+    with stage_errors("train", layout.stage("pairs")):
+        manifest = stages.train(
+            layout.stage("pairs"),
+            layout.stage("vocab"),
+            layout.stage("train"),
+            cfg,
+            on_progress=reporting.forward_to(*listeners),
+        )
+    if progress is not None:
+        progress.finish()
+    metrics = _report(storage.read_json, storage.join(layout.stage("train"), "metrics.json")) or {}
+    _report(
+        reporting.publish_table,
+        name,
+        "training",
+        reporting.training_rows(manifest, metrics),
+        f"SGNS training of run {layout.run_id}: {layout.stage('train')}",
     )
+    _report(reporting.publish_loss_curve, name, metrics, layout.run_id)
     keys = ("world_size", "pairs_trained", "seconds", "pairs_per_s", "final_loss")
-    create_table_artifact(
-        key=_key(name, "training"),
-        table=[{"metric": k, "value": manifest.get(k)} for k in keys],
-        description=f"SGNS training of run {layout.run_id}: {layout.stage('train')}",
-    )
     events.emit("done", "train", **{k: manifest.get(k) for k in keys})
     return manifest
 
 
-@task(name="evaluate-vectors", cache_policy=NO_CACHE)
+@task(name="evaluate-vectors", task_run_name=_task_run_name("evaluate"), **RETRY_TRANSIENT)
 def evaluate_vectors(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
     """Analogy and similarity metrics plus nearest neighbours of the probe words."""
     events.emit("start", "evaluate")
-    report = stages.evaluate(layout.stage("train"), layout.stage("vocab"), layout.stage("eval"), cfg)
-    metrics = report.get("metrics", {})
-    create_table_artifact(
-        key=_key(name, "evaluation"),
-        table=[{"metric": k, "value": v} for k, v in metrics.items()],
-        description=f"Evaluation of run {layout.run_id}",
+    with stage_errors("evaluate", layout.stage("train")):
+        report = stages.evaluate(layout.stage("train"), layout.stage("vocab"), layout.stage("eval"), cfg)
+    _report(
+        reporting.publish_table,
+        name,
+        "evaluation",
+        reporting.evaluation_rows(report),
+        f"Evaluation of run {layout.run_id} (higher is better): {layout.stage('eval')}/report.json",
     )
-    events.emit("done", "evaluate", **metrics)
+    _report(
+        reporting.publish_table,
+        name,
+        "neighbours",
+        reporting.neighbour_rows(report),
+        f"Nearest neighbours (cosine) of the probe words, run {layout.run_id}",
+    )
+    events.emit("done", "evaluate", **report.get("metrics", {}))
     return report
 
 
-@task(name="publish-version", **RETRY_TRANSIENT)
+@task(name="publish-version", task_run_name=_task_run_name("publish"), **RETRY_TRANSIENT)
 def publish_version(
     layout: stages.RunLayout, cfg: PipelineConfig, name: str, report: dict, lineage: dict
 ) -> dict:
-    """Quality gate, then the immutable version and the ``latest`` alias (moved last)."""
+    """Quality gate, then the immutable version and the ``latest`` alias (moved last).
+
+    A retry of this task first looks for a version this flow run already
+    published (the attempt may have failed after writing it), so retries never
+    publish the same run twice.
+    """
+    from prefect.runtime import task_run
+
     events.emit("start", "publish")
-    result = stages.publish(
-        layout.store, name, layout.stage("train"), layout.stage("vocab"), report, cfg, lineage
-    )
-    create_markdown_artifact(
-        key=_key(name, "publish"),
-        markdown=f"# Published `{result['name']}@{result['version']}`\n\n"
-        f"- location: `{result['uri']}`\n- parent: `{result.get('parent')}`\n",
-        description="Published embedding version",
+    flow_run_id = lineage.get("flow_run_id")
+    with stage_errors("publish", f"{layout.stage('train')} -> {layout.store}"):
+        result = None
+        if flow_run_id and (task_run.run_count or 1) > 1:
+            result = _published_by(layout.store, name, flow_run_id)
+        if result is None:
+            result = stages.publish(
+                layout.store, name, layout.stage("train"), layout.stage("vocab"), report, cfg, lineage
+            )
+    _report(
+        reporting.publish_markdown_artifact,
+        name,
+        "publish",
+        reporting.publish_markdown(result, layout.store, flow_run_id),
+        f"Published {result['name']}@{result['version']}: {result['uri']}",
     )
     events.emit("done", "publish", version=result["version"], uri=result["uri"])
     return result
 
 
-@flow(name="pretrain", flow_run_name="{name}-{preset}", log_prints=True)
+def _published_by(store: str, name: str, flow_run_id: str) -> dict[str, Any] | None:
+    """The version an earlier attempt of this flow run published, in publish()'s result shape."""
+    from model import registry
+
+    for row in reversed(registry.list_versions(store, name)):
+        manifest = storage.read_json(storage.join(row["uri"], registry.MANIFEST))
+        if (manifest.get("lineage") or {}).get("flow_run_id") != flow_run_id:
+            continue
+        alias = registry.read_alias(store, name, registry.LATEST) or {}
+        if alias.get("version") in (None, manifest.get("parent")):  # the attempt died before the alias
+            registry.promote(store, name, row["version"], registry.LATEST)
+        keys = ("name", "version", "parent", "gate", "metrics")
+        return {
+            **{k: manifest.get(k) for k in keys},
+            "uri": row["uri"],
+            "aligned": bool(manifest.get("aligned_to")),
+        }
+    return None
+
+
+@flow(
+    name="pretrain",
+    flow_run_name=_flow_run_name,
+    log_prints=True,
+    description="Corpus -> Spark pair shards -> torchrun SGNS -> evaluation -> versioned embedding.",
+)
 def pretrain(
     corpus: list[str] | None = None,
     store: str | None = None,
@@ -168,38 +374,54 @@ def pretrain(
     preset: str = "tiny",
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Tokenize, count, emit pairs, train, evaluate and publish; returns the run summary."""
+    """Tokenize, count, emit pairs, train, evaluate and publish; returns the run summary.
+
+    ``corpus`` takes files, globs, folders, URLs and ``*.paths(.gz)`` lists;
+    ``overrides`` are ``key=value`` settings (``sample_files=N`` samples a crawl).
+    """
     logger = get_run_logger()
-    cfg = load_config(preset, overrides or [])
     corpus = corpus or [SAMPLE_CORPUS]
     store = store or default_store()
-    timer = stages.StageTimer()
-    inputs = stages.fingerprint_inputs(corpus, cfg)
+    with stage_errors("config", f"preset {preset!r} with overrides {overrides or []}"):
+        cfg = load_config(preset, overrides or [])
+    with stage_errors("tokenize", _describe(corpus)):
+        inputs = stages.fingerprint_inputs(corpus, cfg)
     layout = stages.RunLayout(store, stages.run_id_for(inputs, cfg))
+    run_tags = ["corpus2vec", f"name:{name}", f"preset:{preset}", f"run:{layout.run_id}"]
+    _tag_flow_run(run_tags)
     logger.info("run %s: %d input file(s) -> %s", layout.run_id, len(inputs["files"]), layout.root)
 
-    started = time.monotonic()
-    tokenize_corpus(corpus, layout, cfg, name)
-    timer.record("tokenize", started)
-    started = time.monotonic()
-    count_vocabulary(layout, cfg, name)
-    timer.record("count", started)
-    started = time.monotonic()
-    emit_pairs(layout, cfg, name)
-    timer.record("pairs", started)
-    _stop_spark()  # training wants the memory and the cores
+    timer = stages.StageTimer()
+    with tags(*run_tags):
+        started = time.monotonic()
+        tokenize_corpus(corpus, layout, cfg, name)
+        timer.record("tokenize", started)
+        started = time.monotonic()
+        count_vocabulary(layout, cfg, name)
+        timer.record("count", started)
+        started = time.monotonic()
+        emit_pairs(layout, cfg, name)
+        timer.record("pairs", started)
+        _stop_spark()  # training wants the memory and the cores
 
-    started = time.monotonic()
-    train_manifest = train_embeddings(layout, cfg, name)
-    timer.record("train", started)
-    started = time.monotonic()
-    report = evaluate_vectors(layout, cfg, name)
-    timer.record("evaluate", started)
-    started = time.monotonic()
-    lineage = {"run_id": layout.run_id, "corpus": inputs, "preset": preset, "overrides": overrides or []}
-    result = publish_version(layout, cfg, name, report, lineage)
-    timer.record("publish", started)
-    return {
+        started = time.monotonic()
+        train_manifest = train_embeddings(layout, cfg, name)
+        timer.record("train", started)
+        started = time.monotonic()
+        report = evaluate_vectors(layout, cfg, name)
+        timer.record("evaluate", started)
+        started = time.monotonic()
+        lineage = {
+            "run_id": layout.run_id,
+            "corpus": inputs,
+            "preset": preset,
+            "overrides": overrides or [],
+            "flow_run_id": _flow_run_id(),
+        }
+        result = publish_version(layout, cfg, name, report, lineage)
+        timer.record("publish", started)
+    _tag_flow_run([f"version:{result['version']}"])
+    summary = {
         **result,
         "run_id": layout.run_id,
         "store": store,
@@ -207,6 +429,37 @@ def pretrain(
         "training": {k: train_manifest.get(k) for k in ("pairs_trained", "pairs_per_s", "world_size")},
         "seconds": timer.seconds,
     }
+    _report(
+        reporting.publish_markdown_artifact,
+        name,
+        "run-summary",
+        reporting.summary_markdown(summary),
+        f"{name}@{result['version']} from run {layout.run_id}",
+    )
+    return summary
+
+
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
+
+
+def _tag_flow_run(extra: list[str]) -> None:
+    """Add tags to the current flow run (filterable in the UI); a failure is only logged."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return
+    merged = sorted(set(ctx.flow_run.tags or []) | set(extra))
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(ctx.flow_run.id, tags=merged)
+        ctx.flow_run.tags = merged
+    except Exception as exc:
+        get_run_logger().warning("could not tag the flow run with %s: %r", extra, exc)
 
 
 def _stop_spark() -> None:

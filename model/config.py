@@ -34,6 +34,9 @@ class CorpusConfig:
     sample_files: int | None = None  # take a deterministic subset of this many input files
     max_bad_fraction: float = 0.01  # share of input files that may be skipped as unreadable
     min_doc_tokens: int = 1
+    num_parts: int | None = (
+        None  # tokens output files; default from input bytes (never from the cluster size)
+    )
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class PairsConfig:
     seed: int = 1
     num_shards: int = 4
     broadcast_vocab_max: int = 2_000_000  # above this many words the vocab is joined, not broadcast
+    row_group_size: int = 1_000_000  # pairs per Parquet row group (streaming reads)
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class TrainConfig:
     checkpoint_every_s: float = 300.0
     kernel: Literal["auto", "numba", "torch"] = "auto"  # auto: numba on CPU, torch on cuda
     threads: int = 0  # numba Hogwild threads per rank; 0 = cores // local ranks; 1 = bitwise deterministic
-    sync_average: Literal["touched", "mean"] = "touched"  # local SGD: average a row over ranks that updated it
+    sync_average: Literal["sum", "touched", "mean"] = "sum"  # local SGD merge rule, see model/train.py
     verify_shards: bool = True  # sha256 of each shard against the pairs manifest before first read
 
 
