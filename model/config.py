@@ -34,9 +34,10 @@ class CorpusConfig:
     sample_files: int | None = None  # take a deterministic subset of this many input files
     max_bad_fraction: float = 0.01  # share of input files that may be skipped as unreadable
     min_doc_tokens: int = 1
-    num_parts: int | None = (
-        None  # tokens output files; default from input bytes (never from the cluster size)
-    )
+    # tokens output files; default from input bytes (never from the cluster size)
+    num_parts: int | None = None
+    # *.paths lists: prefix for relative entries (Common Crawl: "s3://commoncrawl/"); default the list's folder
+    paths_prefix: str | None = None
 
 
 @dataclass(frozen=True)

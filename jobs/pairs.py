@@ -1,0 +1,590 @@
+"""Training pairs: tokens + vocab -> ``pairs/part-NNNNN.parquet`` (pairs_schema(K)) + manifest.
+
+Run as ``python -m jobs.pairs --tokens URI --vocab URI --out URI [--master M] [--preset P] [--set k=v]``.
+
+word2vec semantics, exactly (DESIGN.md):
+
+* out-of-vocabulary tokens are dropped *before* windowing (word2vec.c does the same);
+* subsampling keeps a word of count f with probability
+  ``min(1, (sqrt(f/(sample*T)) + 1) * (sample*T)/f)``, T = retained (in-vocab) tokens;
+  ``sample=0`` keeps everything;
+* each kept centre draws b uniformly from 1..window and pairs with the kept words at
+  offsets 1..b on each side, inside its sentence;
+* K negatives per pair from count^ns_exponent (alias method); a negative equal to
+  the pair's context word is redrawn.
+
+Determinism: subsampling and window draws are ``splitmix64(sentence_key + counter *
+golden)`` with ``sentence_key = hash(seed, doc_id, sentence)`` and the token position
+as counter, so a sentence yields the same pairs in any task. A shard's rows are
+then shuffled, and its negatives drawn in row order, from a PCG64 stream seeded by
+``hash(seed, shard)``; a shard's content is fixed by document identity (sorted
+records), so nothing depends on Spark partitions and shards are byte-identical
+for any partitioning (with the same numpy version: numpy does not promise that
+``Generator.shuffle`` stays the same across releases).
+
+Sharding: a sentence (<= max_sentence_tokens tokens of one document) goes to shard
+``hash(seed, doc_id, sentence) % num_shards``. The unit is the sentence rather than
+the whole document so that a text8-style corpus (one document) still fills every
+shard. Each shard is generated and written by one task, its rows permuted with a
+generator seeded by (seed, shard), so neighbouring rows come from different documents.
+
+Memory: a shard task holds its rows as packed uint64 (8 bytes per pair), one row
+group's negatives, and the finished file (~13 bytes per pair) before its single
+atomic write; pick ``num_shards`` so that a shard is a few hundred MB at most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jobs import common
+from jobs.count import read_vocab
+from model import storage
+from model.config import PairsConfig
+from model.schemas import TOKENS_SCHEMA, pairs_schema
+
+KIND = "pairs"
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_STREAM_SHIFT = np.uint64(40)  # counters below 2**40, stream number above
+_SUBSAMPLE, _WINDOW = 0, 1
+_CHUNK_TOKENS = 250_000  # tokens generated at a time inside a shard (bounds temporaries)
+
+
+# ----------------------------------------------------------------------------- randomness
+
+
+def splitmix64(z: np.ndarray) -> np.ndarray:
+    """The splitmix64 output function on a uint64 array (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def random_u64(keys: np.ndarray, counters: np.ndarray, stream: int) -> np.ndarray:
+    """Counter-based random uint64s: draw ``counters`` of ``stream`` in each sentence ``keys``.
+
+    Equivalent to element ``counter`` of the splitmix64 sequence seeded with the key,
+    so any draw can be made in any order, by any task, with the same result.
+    """
+    counters = counters.astype(np.uint64) + (np.uint64(stream) << _STREAM_SHIFT)
+    return splitmix64(keys + counters * _GOLDEN)
+
+
+def uniform01(bits: np.ndarray) -> np.ndarray:
+    """Doubles in [0, 1) from the top 53 bits."""
+    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def sentence_key(seed: int, doc_id: str, sentence: int) -> int:
+    """The 64-bit key of one sentence's random stream."""
+    return common.stable_hash64("rng", seed, doc_id, sentence)
+
+
+def shard_of(seed: int, doc_id: str, sentence: int, num_shards: int) -> int:
+    """The shard a sentence's pairs go to."""
+    return common.stable_hash64("shard", seed, doc_id, sentence) % num_shards
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class SamplingTables:
+    """Per-word tables every task needs, built once on the driver and broadcast."""
+
+    keep_prob: np.ndarray  # float64[V]: subsampling keep probability
+    alias_threshold: np.ndarray  # uint64[V]: alias-method acceptance, scaled to 2**32
+    alias_index: np.ndarray  # int32[V]: alias-method fallback word
+
+
+def keep_probabilities(counts: np.ndarray, sample: float, total: int) -> np.ndarray:
+    """word2vec.c's keep probability ``(sqrt(f/(s*T)) + 1) * (s*T)/f``, capped at 1; all 1 when s == 0."""
+    counts = counts.astype(np.float64)
+    if sample <= 0:
+        return np.ones_like(counts)
+    threshold = sample * total
+    return np.minimum(1.0, (np.sqrt(counts / threshold) + 1.0) * threshold / counts)
+
+
+def alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vose's alias method for sampling index i with probability weights[i]/sum.
+
+    Returns (acceptance threshold scaled to 2**32 as uint64, alias index int32): a
+    draw is column = uniform V, then keep column if u32 < threshold else alias.
+    Built once (O(V) Python loop over the small/large worklists is fine for V ~ 1e6).
+    """
+    n = len(weights)
+    prob = weights.astype(np.float64) * n / weights.sum()
+    alias = np.arange(n, dtype=np.int32)
+    small = [i for i in range(n) if prob[i] < 1.0]
+    large = [i for i in range(n) if prob[i] >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        alias[s] = g
+        prob[g] = prob[g] + prob[s] - 1.0
+        (small if prob[g] < 1.0 else large).append(g)
+    for i in small + large:  # numerical leftovers are certain keeps
+        prob[i] = 1.0
+    threshold = np.minimum(np.round(prob * 2.0**32), 2.0**32).astype(np.uint64)
+    return threshold, alias
+
+
+def build_tables(counts: np.ndarray, retained_tokens: int, cfg: PairsConfig) -> SamplingTables:
+    """Subsampling and negative-sampling tables from vocab counts (id order)."""
+    threshold, alias = alias_table(np.power(counts.astype(np.float64), cfg.ns_exponent))
+    return SamplingTables(keep_probabilities(counts, cfg.sample, retained_tokens), threshold, alias)
+
+
+class NegativeSampler:
+    """Draws noise words from count^ns_exponent with the alias method, from one bit stream.
+
+    Works in cache-sized chunks with preallocated buffers and one packed table
+    (alias << 32 | threshold), so a draw costs one gather: whole-array numpy
+    temporaries made this the slowest step of the job.
+    """
+
+    _CHUNK = 1 << 15
+    _LOW = np.uint64(0xFFFFFFFF)
+    _SHIFT = np.uint64(32)
+
+    def __init__(self, tables: SamplingTables, bitgen: np.random.BitGenerator) -> None:
+        vocab = len(tables.alias_index)
+        certain = tables.alias_threshold >= np.uint64(1 << 32)  # always accepted: alias is itself
+        alias = np.where(certain, np.arange(vocab), tables.alias_index).astype(np.uint64)
+        self.table = (alias << self._SHIFT) | np.minimum(tables.alias_threshold, self._LOW)
+        self.vocab = np.uint64(vocab)
+        self.bitgen = bitgen
+        self._column = np.empty(self._CHUNK, np.uint64)
+        self._entry = np.empty(self._CHUNK, np.uint64)
+        self._accept = np.empty(self._CHUNK, bool)
+
+    def draw(self, n: int) -> np.ndarray:
+        """``n`` independent noise words (int32): high 32 bits pick a column, low 32 bits the coin."""
+        out = np.empty(n, dtype=np.int32)
+        for start in range(0, n, self._CHUNK):
+            size = min(self._CHUNK, n - start)
+            bits = self.bitgen.random_raw(size)
+            column, entry, accept = self._column[:size], self._entry[:size], self._accept[:size]
+            np.right_shift(bits, self._SHIFT, out=column)
+            np.multiply(column, self.vocab, out=column)
+            np.right_shift(column, self._SHIFT, out=column)
+            np.take(self.table, column.view(np.int64), out=entry)
+            np.bitwise_and(bits, self._LOW, out=bits)  # the coin
+            np.less(bits, entry & self._LOW, out=accept)
+            np.right_shift(entry, self._SHIFT, out=entry)  # the alias
+            target = out[start : start + size]
+            np.copyto(target, entry, casting="unsafe")
+            np.copyto(target, column, casting="unsafe", where=accept)
+        return out
+
+    def for_pairs(self, contexts: np.ndarray, negative: int) -> np.ndarray:
+        """int32[P, K] negatives; a draw equal to its pair's context is redrawn (until none is)."""
+        result = self.draw(len(contexts) * negative).reshape(-1, negative)
+        clash = np.flatnonzero((result == contexts[:, None]).ravel())
+        flat = result.ravel()
+        for _ in range(1000):
+            if not clash.size:
+                return result
+            flat[clash] = self.draw(len(clash))
+            clash = clash[flat[clash] == contexts[clash // negative]]
+        raise ValueError("cannot draw negatives different from the context: the vocabulary needs >= 2 words")
+
+
+# ----------------------------------------------------------------------------- pair generation
+
+
+def window_pairs(
+    ids: np.ndarray, lengths: np.ndarray, keys: np.ndarray, keep_prob: np.ndarray, window: int
+) -> tuple[np.ndarray, int]:
+    """(packed rows ``center << 32 | context``, tokens kept) for sentences given as concatenated ``ids``.
+
+    ``lengths`` splits ``ids`` into sentences and ``keys`` (uint64 per sentence) seeds
+    each sentence's subsampling and window draws (counter = token position), so a
+    sentence gives the same pairs wherever and whenever it is processed.
+    """
+    sid = np.repeat(np.arange(len(lengths)), lengths)
+    pos = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    tok_keys = keys[sid]
+    keep = subsample_mask(ids, pos, tok_keys, keep_prob)
+    ids, sid, pos, tok_keys = ids[keep], sid[keep], pos[keep], tok_keys[keep]
+    bits = random_u64(tok_keys, pos, _WINDOW) >> np.uint64(32)
+    reach = 1 + ((bits * np.uint64(window)) >> np.uint64(32)).astype(np.int64)
+    return _window_rows(ids, sid, reach, window), len(ids)
+
+
+def subsample_mask(
+    ids: np.ndarray, pos: np.ndarray, tok_keys: np.ndarray, keep_prob: np.ndarray
+) -> np.ndarray:
+    """Which tokens survive subsampling: token at ``pos`` of the sentence keyed ``tok_keys`` is kept
+    with probability ``keep_prob[id]`` (one draw per token, from the sentence's own stream)."""
+    return uniform01(random_u64(tok_keys, pos, _SUBSAMPLE)) < keep_prob[ids]
+
+
+def _window_rows(ids: np.ndarray, sid: np.ndarray, reach: np.ndarray, window: int) -> np.ndarray:
+    """Packed rows for every offset 1..reach on both sides of each centre, inside its sentence.
+
+    Room to the sentence edges is computed once per token, so each offset costs a
+    few boolean passes and two gathers, not a per-pair sentence lookup.
+    """
+    n = len(ids)
+    index = np.arange(n)
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if n else np.zeros(0, np.int64)
+    run = np.diff(np.r_[starts, n])
+    room_left = index - np.repeat(starts, run)
+    room_right = np.repeat(starts + run, run) - index - 1
+    as_center = ids.astype(np.uint64) << np.uint64(32)
+    as_context = ids.astype(np.uint64)
+    rows = [np.zeros(0, np.uint64)]
+    for distance in range(1, window + 1):
+        near = reach >= distance
+        for sign, room in ((-1, room_left), (1, room_right)):
+            centers = np.flatnonzero(near & (room >= distance))
+            rows.append(as_center[centers] | as_context[centers + sign * distance])
+    return np.concatenate(rows)
+
+
+def shard_bitgen(seed: int, shard: int) -> np.random.PCG64:
+    """The bit stream of one shard (row shuffle, then negatives), seeded by (seed, shard)."""
+    return np.random.PCG64(common.stable_hash64("shard-stream", seed, shard))
+
+
+def pack_rows(center: np.ndarray, context: np.ndarray) -> np.ndarray:
+    """Rows as one uint64 array ``center << 32 | context`` (ids are non-negative int32)."""
+    packed = center.astype(np.uint64)
+    packed <<= np.uint64(32)
+    packed |= context.astype(np.uint64)
+    return packed
+
+
+def shuffle_rows(packed: np.ndarray, bitgen: np.random.BitGenerator) -> np.ndarray:
+    """Uniformly permute packed rows in place (and return them).
+
+    One in-place shuffle of a uint64 array is about twice as fast as a permutation
+    index plus a gather per column.
+    """
+    np.random.Generator(bitgen).shuffle(packed)
+    return packed
+
+
+def unpack_rows(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(center, context) int32 columns of packed rows."""
+    return (packed >> np.uint64(32)).astype(np.int32), (packed & np.uint64(0xFFFFFFFF)).astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- tasks
+
+# One sentence on its way to a shard: (doc_id, sentence, int32 vocab ids as bytes).
+Record = tuple[str, int, bytes]
+
+
+def map_row_group(
+    url: str, group: int, words: pa.Array, seed: int, num_shards: int
+) -> Iterator[tuple[int, Record]]:
+    """(shard, record) for each sentence of one tokens row group; OOV tokens dropped, empty sentences skipped."""
+    table = common.read_row_group(url, group, ["doc_id", "sentence", "tokens"], TOKENS_SCHEMA)
+    tokens = table.column("tokens").combine_chunks()
+    ids = pc.index_in(pc.list_flatten(tokens), value_set=words).fill_null(-1).to_numpy(zero_copy_only=False)
+    ends = np.cumsum(pc.list_value_length(tokens).to_numpy(zero_copy_only=False))
+    doc_ids = table.column("doc_id").to_pylist()
+    sentences = table.column("sentence").to_pylist()
+    start = 0
+    for doc_id, sentence, end in zip(doc_ids, sentences, ends.tolist(), strict=True):
+        piece = ids[start:end]
+        start = end
+        piece = piece[piece >= 0].astype(np.int32)
+        if piece.size:
+            yield shard_of(seed, doc_id, sentence, num_shards), (doc_id, sentence, piece.tobytes())
+
+
+@dataclass
+class ShardRows:
+    """A shard's rows before negatives (packed, see :func:`pack_rows`) and token counts for the manifest."""
+
+    packed: np.ndarray  # uint64[P]
+    tokens_in: int
+    tokens_kept: int
+
+
+def shard_rows(records: list[Record], tables: SamplingTables, cfg: PairsConfig) -> ShardRows:
+    """All (center, context) rows of one shard, in a deterministic order (records sorted first)."""
+    records.sort()
+    packed = [np.zeros(0, np.uint64)]
+    tokens_in = tokens_kept = 0
+    for chunk in _chunks(records, _CHUNK_TOKENS):
+        ids = np.frombuffer(b"".join(r[2] for r in chunk), dtype=np.int32)
+        lengths = np.array([len(r[2]) // 4 for r in chunk], dtype=np.int64)
+        keys = np.array([sentence_key(cfg.seed, r[0], r[1]) for r in chunk], dtype=np.uint64)
+        rows, kept = window_pairs(ids, lengths, keys, tables.keep_prob, cfg.window)
+        packed.append(rows)
+        tokens_in += len(ids)
+        tokens_kept += kept
+    return ShardRows(np.concatenate(packed), tokens_in, tokens_kept)
+
+
+def _chunks(records: list[Record], max_tokens: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    size = 0
+    for record in records:
+        chunk.append(record)
+        size += len(record[2]) // 4
+        if size >= max_tokens:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def adjacent_same_center(center: np.ndarray) -> tuple[int, float]:
+    """(adjacent rows with equal centre, the expected number if the same rows were uniformly shuffled).
+
+    The ratio of the two tells how well a shard is mixed: ~1 for a full shuffle,
+    large when rows of one centre or document cluster together.
+    """
+    if len(center) < 2:
+        return 0, 0.0
+    same = int(np.count_nonzero(center[1:] == center[:-1]))
+    counts = np.bincount(center).astype(np.float64)
+    expected = float((counts * (counts - 1)).sum() / len(center))  # (P-1) * sum n(n-1) / (P(P-1))
+    return same, expected
+
+
+def shard_tables(
+    packed: np.ndarray, sampler: NegativeSampler, negative: int, rows_per_group: int
+) -> Iterator[pa.Table]:
+    """pairs_schema(K) row groups from shuffled packed rows; negatives are drawn group by group."""
+    schema = pairs_schema(negative)
+    for start in range(0, len(packed), rows_per_group):
+        center, context = unpack_rows(packed[start : start + rows_per_group])
+        negatives = sampler.for_pairs(context, negative)
+        yield pa.Table.from_arrays(
+            [
+                pa.array(center),
+                pa.array(context),
+                pa.FixedSizeListArray.from_arrays(pa.array(negatives.ravel()), negative),
+            ],
+            schema=schema,
+        )
+
+
+# Byte-stream-split + zstd comes within ~1% of the order-0 entropy of shuffled ids
+# (measured on enwiki: 12.8 bytes/pair vs 14.7 with dictionary encoding) and writes
+# faster; min/max statistics are useless on random ids and cost 12% of write time.
+PAIRS_PARQUET = {
+    "compression_level": 1,
+    "use_dictionary": False,
+    "column_encoding": "BYTE_STREAM_SPLIT",
+    "write_statistics": False,
+}
+
+
+def write_shard(
+    index: int, items: Iterable[tuple[int, Record]], out_uri: str, tables: Any, cfg: PairsConfig, env: dict
+) -> Iterator[dict[str, Any]]:
+    """Task body after the shuffle: generate, shuffle and write shard ``index`` as one file."""
+    common.apply_store_env(env)
+    records = [record for _, record in items]
+    rows = shard_rows(records, tables.value, cfg)
+    bitgen = shard_bitgen(cfg.seed, index)
+    packed = shuffle_rows(rows.packed, bitgen)
+    same, expected = adjacent_same_center((packed >> np.uint64(32)).astype(np.int32))
+    groups = shard_tables(packed, NegativeSampler(tables.value, bitgen), cfg.negative, cfg.row_group_size)
+    url = storage.join(out_uri, f"part-{index:05d}.parquet")
+    entry = common.write_parquet_atomic(url, pairs_schema(cfg.negative), groups, **PAIRS_PARQUET)
+    yield {
+        **entry,
+        "sentences": len(records),
+        "tokens_in": rows.tokens_in,
+        "tokens_kept": rows.tokens_kept,
+        "adjacent_same": same,
+        "adjacent_expected": expected,
+    }
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def sentence_records_broadcast(
+    spark: Any, units: list[tuple[str, int]], words: Any, cfg: PairsConfig, partitions: int
+) -> Any:
+    """RDD of (shard, record), mapping words to ids in tasks with a broadcast vocabulary (``words``)."""
+    env = common.store_env()
+    seed, shards = cfg.seed, cfg.num_shards
+
+    def run(unit: tuple[str, int]) -> Iterator[tuple[int, Record]]:
+        common.apply_store_env(env)
+        return map_row_group(unit[0], unit[1], words.value, seed, shards)
+
+    return spark.sparkContext.parallelize(units, partitions).flatMap(run)
+
+
+def sentence_records_join(
+    spark: Any, units: list[tuple[str, int]], vocab: pa.Table, cfg: PairsConfig, partitions: int
+) -> Any:
+    """RDD of (shard, record), mapping words to ids with a Spark join (vocab too big to broadcast).
+
+    Slower than the broadcast path (every token travels through two shuffles) but
+    no task holds the whole vocabulary; the output records are identical.
+    """
+    env = common.store_env()
+    sc = spark.sparkContext
+    seed, shards = cfg.seed, cfg.num_shards
+    slices = partitions
+
+    def explode(unit: tuple[str, int]) -> Iterator[tuple[str, tuple[str, int, int]]]:
+        common.apply_store_env(env)
+        table = common.read_row_group(unit[0], unit[1], ["doc_id", "sentence", "tokens"], TOKENS_SCHEMA)
+        columns = (table.column(n).to_pylist() for n in ("doc_id", "sentence", "tokens"))
+        for doc_id, sentence, tokens in zip(*columns, strict=True):
+            for pos, word in enumerate(tokens):
+                yield word, (doc_id, sentence, pos)
+
+    def to_record(item: tuple[tuple[str, int], Iterable[tuple[int, int]]]) -> tuple[int, Record]:
+        (doc_id, sentence), found = item
+        ids = np.array([i for _, i in sorted(found)], dtype=np.int32)
+        return shard_of(seed, doc_id, sentence, shards), (doc_id, sentence, ids.tobytes())
+
+    words = vocab.column("word").to_pylist()
+    vocab_rdd = sc.parallelize(list(zip(words, range(len(words)), strict=True)), slices)
+    return (
+        sc.parallelize(units, slices)
+        .flatMap(explode)
+        .join(vocab_rdd, numPartitions=slices)
+        .map(lambda kv: ((kv[1][0][0], kv[1][0][1]), (kv[1][0][2], kv[1][1])))
+        .groupByKey(numPartitions=slices)
+        .map(to_record)
+    )
+
+
+def make_pairs(
+    spark: Any,
+    tokens_uri: str,
+    tokens: dict,
+    vocab: pa.Table,
+    vocab_manifest: dict,
+    out_uri: str,
+    cfg: PairsConfig,
+    partitions: int | None = None,
+) -> list[dict]:
+    """Run the map/shuffle/generate/write pipeline; returns one entry per shard.
+
+    ``partitions`` is the number of map-side tasks (default 4 per core); it changes
+    nothing in the output, which tests check.
+    """
+    units = common.manifest_units(tokens_uri, tokens)
+    partitions = common.task_count(spark, len(units), partitions)
+    sc = spark.sparkContext
+    counts = vocab.column("count").to_numpy()
+    tables = sc.broadcast(build_tables(counts, int(vocab_manifest["retained_tokens"]), cfg))
+    broadcasts = [tables]
+    try:
+        if vocab.num_rows <= cfg.broadcast_vocab_max:
+            broadcasts.append(sc.broadcast(vocab.column("word").combine_chunks()))
+            records = sentence_records_broadcast(spark, units, broadcasts[-1], cfg, partitions)
+        else:
+            records = sentence_records_join(spark, units, vocab, cfg, partitions)
+        env = common.store_env()
+        return (
+            records.partitionBy(cfg.num_shards, lambda shard: shard)
+            .mapPartitionsWithIndex(lambda i, items: write_shard(i, items, out_uri, tables, cfg, env))
+            .collect()
+        )
+    finally:
+        for broadcast in broadcasts:
+            broadcast.destroy()
+
+
+def run_pairs(
+    spark: Any,
+    tokens_uri: str,
+    vocab_uri: str,
+    out_uri: str,
+    cfg: PairsConfig,
+    *,
+    partitions: int | None = None,
+) -> dict[str, Any]:
+    """Write pair shards for a finished tokens and vocab stage; returns the manifest (kind "pairs").
+
+    Idempotent (a finished output is returned untouched; leftovers of a killed run are
+    cleared first). The manifest carries the vocab sha256 that training checks.
+    """
+    started = time.time()
+    done = storage.read_manifest(out_uri, KIND)
+    if done is not None:
+        return done
+    tokens = storage.require_manifest(tokens_uri, "tokens")
+    vocab, vocab_manifest = read_vocab(vocab_uri)
+    if vocab.num_rows < 2:
+        raise ValueError(
+            f"the vocabulary at {vocab_uri} has {vocab.num_rows} word(s); negatives need at least 2"
+        )
+    storage.remove(out_uri)
+    shards = sorted(
+        make_pairs(spark, tokens_uri, tokens, vocab, vocab_manifest, out_uri, cfg, partitions),
+        key=lambda e: e["path"],
+    )
+    total = sum(e["rows"] for e in shards)
+    same = sum(e["adjacent_same"] for e in shards)
+    expected = sum(e["adjacent_expected"] for e in shards)
+    gaps = max(1, sum(max(0, e["rows"] - 1) for e in shards))
+    return storage.write_manifest(
+        out_uri,
+        KIND,
+        [{k: e[k] for k in ("path", "bytes", "sha256", "rows", "row_groups")} for e in shards],
+        vocab_sha256=vocab_manifest["sha256"],
+        vocab_size=vocab.num_rows,
+        tokens_sha=storage.sha256_of(storage.join(tokens_uri, storage.MANIFEST)),
+        negative=cfg.negative,
+        window=cfg.window,
+        sample=cfg.sample,
+        ns_exponent=cfg.ns_exponent,
+        seed=cfg.seed,
+        num_shards=cfg.num_shards,
+        total_pairs=total,
+        tokens_in=sum(e["tokens_in"] for e in shards),
+        tokens_kept=sum(e["tokens_kept"] for e in shards),
+        bytes_per_pair=sum(e["bytes"] for e in shards) / max(1, total),
+        adjacent_same_center=same / gaps,
+        adjacent_same_center_baseline=expected / gaps,
+        config=asdict(cfg),
+        seconds=round(time.time() - started, 3),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m jobs.pairs --tokens URI --vocab URI --out URI``; prints pair counts."""
+    from jobs.session import get_spark
+    from model.config import load_config
+
+    parser = argparse.ArgumentParser(prog="python -m jobs.pairs", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokens", required=True, help="finished tokens stage URL")
+    parser.add_argument("--vocab", required=True, help="finished vocab stage URL")
+    parser.add_argument("--out", required=True, help="output folder URL (the pairs stage dir)")
+    common.common_args(parser)
+    args = parser.parse_args(argv)
+    cfg = load_config(args.preset, args.overrides).pairs
+    spark = get_spark(args.master, app_name="corpus2vec-pairs")
+    try:
+        manifest = run_pairs(spark, args.tokens, args.vocab, args.out, cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        spark.stop()
+    keys = ("total_pairs", "tokens_in", "tokens_kept", "bytes_per_pair", "adjacent_same_center", "seconds")
+    print(" ".join(f"{k}={manifest[k]}" for k in keys))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""run_pairs on local[2] Spark: contract, determinism across partitionings, idempotency."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.pairs import run_pairs
+from model import storage
+from model.schemas import check_schema, pairs_schema
+from tests.jobs.conftest import TINY_PAIRS
+
+pytestmark = pytest.mark.spark
+
+
+def shas(manifest: dict) -> list[tuple[str, str]]:
+    return [(f["path"], f["sha256"]) for f in manifest["files"]]
+
+
+def test_shards_follow_the_contract(pipeline) -> None:
+    manifest = pipeline.manifests["pairs"]
+    vocab = pipeline.manifests["vocab"]
+    assert manifest["kind"] == "pairs" and manifest["vocab_sha256"] == vocab["sha256"]
+    assert (manifest["negative"], manifest["window"], manifest["sample"], manifest["seed"]) == (5, 5, 1e-3, 1)
+    assert manifest["ns_exponent"] == 0.75 and len(manifest["files"]) == 3
+    assert manifest["tokens_in"] == vocab["retained_tokens"]
+    assert 0 < manifest["tokens_kept"] < manifest["tokens_in"]
+    total = 0
+    for entry in manifest["files"]:
+        url = storage.join(pipeline.pairs, entry["path"])
+        assert storage.sha256_of(url) == entry["sha256"] and storage.exists(url)
+        pfile = pq.ParquetFile(url)
+        check_schema(pfile.schema_arrow, pairs_schema(5), url)
+        assert pfile.num_row_groups == entry["row_groups"] == -(-entry["rows"] // TINY_PAIRS.row_group_size)
+        table = pfile.read()
+        center = table.column("center").to_numpy()
+        context = table.column("context").to_numpy()
+        negatives = np.asarray(table.column("negatives").combine_chunks().flatten()).reshape(-1, 5)
+        assert center.max() < vocab["vocab_size"] and negatives.min() >= 0
+        assert not (negatives == context[:, None]).any()
+        total += table.num_rows
+    assert total == manifest["total_pairs"] > 0
+    bytes_total = sum(f["bytes"] for f in manifest["files"])
+    assert manifest["bytes_per_pair"] == pytest.approx(bytes_total / total)
+
+
+def test_rows_are_shuffled(pipeline) -> None:
+    manifest = pipeline.manifests["pairs"]
+    ratio = manifest["adjacent_same_center"] / manifest["adjacent_same_center_baseline"]
+    assert 0.7 < ratio < 1.3  # unshuffled output (all pairs of a centre together) gives ratio >> 10
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 8])
+def test_byte_identical_for_any_partitioning(spark, pipeline, tmp_path, partitions) -> None:
+    out = str(tmp_path / "pairs")
+    manifest = run_pairs(spark, pipeline.tokens, pipeline.vocab, out, TINY_PAIRS, partitions=partitions)
+    assert shas(manifest) == shas(pipeline.manifests["pairs"])
+
+
+def test_join_path_gives_the_same_shards(spark, pipeline, tmp_path) -> None:
+    cfg = replace(TINY_PAIRS, broadcast_vocab_max=10)
+    manifest = run_pairs(spark, pipeline.tokens, pipeline.vocab, str(tmp_path / "pairs"), cfg)
+    assert shas(manifest) == shas(pipeline.manifests["pairs"])
+
+
+def test_seed_changes_the_shards(spark, pipeline, tmp_path) -> None:
+    manifest = run_pairs(
+        spark, pipeline.tokens, pipeline.vocab, str(tmp_path / "p"), replace(TINY_PAIRS, seed=2)
+    )
+    assert set(shas(manifest)).isdisjoint(shas(pipeline.manifests["pairs"]))
+
+
+def test_rerun_is_a_no_op_and_leftovers_are_cleared(spark, pipeline, tmp_path) -> None:
+    assert (
+        run_pairs(spark, pipeline.tokens, pipeline.vocab, pipeline.pairs, TINY_PAIRS)
+        == pipeline.manifests["pairs"]
+    )
+    out = tmp_path / "pairs"
+    out.mkdir()
+    (out / "part-00000.parquet").write_bytes(b"killed mid-write")
+    manifest = run_pairs(spark, pipeline.tokens, pipeline.vocab, str(out), TINY_PAIRS)
+    assert shas(manifest) == shas(pipeline.manifests["pairs"])
+
+
+def test_sample_zero_keeps_every_token(spark, pipeline, tmp_path) -> None:
+    cfg = replace(TINY_PAIRS, sample=0.0, num_shards=2)
+    manifest = run_pairs(spark, pipeline.tokens, pipeline.vocab, str(tmp_path / "p"), cfg)
+    assert manifest["tokens_kept"] == manifest["tokens_in"]
