@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flows.defaults import DEFAULT_NAME, SAMPLE_CORPUS, default_store, quiet_prefect_defaults
 from model.config import PRESETS, load_config
@@ -43,7 +44,7 @@ def _print_json(obj: Any) -> None:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code=1)
 
 
@@ -105,6 +106,12 @@ def deploy(
     preset: PresetOpt = "tiny",
     overrides: SetOpt = None,
     deployment: Annotated[str, typer.Option("--deployment", help="Deployment name.")] = "weekly-retrain",
+    credentials_block: Annotated[
+        str | None,
+        typer.Option(
+            "--credentials-block", help="Prefect Secret block with the store's keys (not the keys)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create the work pool and a scheduled deployment of `pretrain` on the server at PREFECT_API_URL."""
@@ -121,6 +128,7 @@ def deploy(
         name=name,
         preset=preset,
         overrides=overrides or [],
+        store_credentials=credentials_block,
     )
     try:
         result = deploy_flow(spec)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +39,8 @@ from model.config import PipelineConfig, load_config
 
 # What to do when a stage fails; the message also names the stage and its input.
 HINTS: dict[str, str] = {
-    "config": "fix the preset or the --set value; `corpus2vec config --preset P` lists every setting",
+    "config": "fix the preset, the --set value or the credentials block; `corpus2vec config --preset P` "
+    "lists every setting",
     "tokenize": "check that every --corpus path or URL exists and is readable from the machine running "
     "the flow, and that corpus.format / corpus.text_field match the files; then rerun the same command",
     "count": "if no word reaches min_count, lower it (--set min_count=N) or add input; otherwise rerun "
@@ -168,9 +171,27 @@ def _report(publish: Callable[..., Any], *args: Any) -> Any:
         return None
 
 
+def _finished(layout: stages.RunLayout, stage: str) -> dict[str, Any] | None:
+    """The manifest of a Spark stage a previous attempt finished, so a rerun does not start Spark."""
+    return storage.read_manifest(layout.stage(stage), stage)
+
+
+def _log_done(stage: str, output: str, facts: dict[str, Any]) -> None:
+    """One INFO line per finished stage: its counts and where its output is, for the run's log."""
+    shown = ", ".join(f"{k}={_short(v)}" for k, v in facts.items())
+    get_run_logger().info("%s done: %s -> %s", stage, shown, output)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+
+
 def _describe(corpus: list[str]) -> str:
+    # no square brackets: terminals render these messages with rich markup
     shown = ", ".join(corpus[:3])
-    return f"corpus [{shown}{f', … {len(corpus) - 3} more' if len(corpus) > 3 else ''}]"
+    return f"corpus {shown}{f' (+{len(corpus) - 3} more)' if len(corpus) > 3 else ''}"
 
 
 @task(name="tokenize-corpus", task_run_name=_task_run_name("tokenize"), **RETRY_TRANSIENT)
@@ -180,7 +201,7 @@ def tokenize_corpus(corpus: list[str], layout: stages.RunLayout, cfg: PipelineCo
 
     events.emit("start", "tokenize")
     with stage_errors("tokenize", _describe(corpus)):
-        manifest = stages.tokenize(get_spark(), corpus, layout, cfg)
+        manifest = _finished(layout, "tokens") or stages.tokenize(get_spark(), corpus, layout, cfg)
     rejected = len(manifest.get("rejects") or [])
     where = f"run {layout.run_id}: {layout.stage('tokens')}"
     _report(
@@ -198,6 +219,7 @@ def tokenize_corpus(corpus: list[str], layout: stages.RunLayout, cfg: PipelineCo
         f"Input files skipped by the tokenize stage, {where}",
     )
     keys = ("input_files", "rejected_files", "documents", "sentences", "tokens", "duplicates_removed")
+    _log_done("tokenize", layout.stage("tokens"), {k: manifest.get(k) for k in keys})
     events.emit("done", "tokenize", **{k: manifest.get(k) for k in keys})
     return manifest
 
@@ -209,7 +231,7 @@ def count_vocabulary(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -
 
     events.emit("start", "count")
     with stage_errors("count", layout.stage("tokens")):
-        manifest = stages.count(get_spark(), layout, cfg)
+        manifest = _finished(layout, "vocab") or stages.count(get_spark(), layout, cfg)
     vocab_uri = layout.stage("vocab")
     _report(
         reporting.publish_table, name, "vocab", reporting.vocab_rows(manifest), f"Vocabulary: {vocab_uri}"
@@ -223,7 +245,9 @@ def count_vocabulary(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -
             top,
             f"The {len(top)} most frequent words and their share of all tokens, run {layout.run_id}",
         )
-    events.emit("done", "count", vocab_size=manifest.get("vocab_size"), coverage=manifest.get("coverage"))
+    facts = {k: manifest.get(k) for k in ("vocab_size", "coverage", "total_tokens")}
+    _log_done("count", vocab_uri, facts)
+    events.emit("done", "count", vocab_size=facts["vocab_size"], coverage=facts["coverage"])
     return manifest
 
 
@@ -234,7 +258,7 @@ def emit_pairs(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict
 
     events.emit("start", "pairs")
     with stage_errors("pairs", f"{layout.stage('tokens')} + {layout.stage('vocab')}"):
-        manifest = stages.pairs(get_spark(), layout, cfg)
+        manifest = _finished(layout, "pairs") or stages.pairs(get_spark(), layout, cfg)
     _report(
         reporting.publish_table,
         name,
@@ -242,6 +266,7 @@ def emit_pairs(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict
         reporting.pairs_rows(manifest),
         f"Pair shards of run {layout.run_id}: {layout.stage('pairs')}",
     )
+    _log_done("pairs", layout.stage("pairs"), {k: manifest.get(k) for k in ("total_pairs", "bytes_per_pair")})
     events.emit("done", "pairs", total_pairs=manifest.get("total_pairs"))
     return manifest
 
@@ -280,6 +305,7 @@ def train_embeddings(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -
     )
     _report(reporting.publish_loss_curve, name, metrics, layout.run_id)
     keys = ("world_size", "pairs_trained", "seconds", "pairs_per_s", "final_loss")
+    _log_done("train", layout.stage("train"), {k: manifest.get(k) for k in keys})
     events.emit("done", "train", **{k: manifest.get(k) for k in keys})
     return manifest
 
@@ -304,6 +330,7 @@ def evaluate_vectors(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -
         reporting.neighbour_rows(report),
         f"Nearest neighbours (cosine) of the probe words, run {layout.run_id}",
     )
+    _log_done("evaluate", layout.stage("eval"), report.get("metrics", {}))
     events.emit("done", "evaluate", **report.get("metrics", {}))
     return report
 
@@ -337,6 +364,7 @@ def publish_version(
         reporting.publish_markdown(result, layout.store, flow_run_id),
         f"Published {result['name']}@{result['version']}: {result['uri']}",
     )
+    _log_done("publish", result["uri"], {"version": result["version"], "parent": result.get("parent")})
     events.emit("done", "publish", version=result["version"], uri=result["uri"])
     return result
 
@@ -373,16 +401,23 @@ def pretrain(
     name: str = DEFAULT_NAME,
     preset: str = "tiny",
     overrides: list[str] | None = None,
+    store_credentials: str | None = None,
 ) -> dict[str, Any]:
     """Tokenize, count, emit pairs, train, evaluate and publish; returns the run summary.
 
     ``corpus`` takes files, globs, folders, URLs and ``*.paths(.gz)`` lists;
-    ``overrides`` are ``key=value`` settings (``sample_files=N`` samples a crawl).
+    ``overrides`` are ``key=value`` settings (``sample_files=N`` samples a crawl);
+    ``store_credentials`` names a Prefect Secret block with object-store keys (default:
+    the environment, or the machine's role).
     """
     logger = get_run_logger()
+    if store_credentials:
+        with stage_errors("config", f"Secret block {store_credentials!r}"):
+            names = load_store_credentials(store_credentials)
+        logger.info("store credentials from Secret block %r: %s", store_credentials, ", ".join(names))
     corpus = corpus or [SAMPLE_CORPUS]
     store = store or default_store()
-    with stage_errors("config", f"preset {preset!r} with overrides {overrides or []}"):
+    with stage_errors("config", f"preset {preset!r}, overrides {' '.join(overrides or []) or 'none'}"):
         cfg = load_config(preset, overrides or [])
     with stage_errors("tokenize", _describe(corpus)):
         inputs = stages.fingerprint_inputs(corpus, cfg)
@@ -392,6 +427,7 @@ def pretrain(
     logger.info("run %s: %d input file(s) -> %s", layout.run_id, len(inputs["files"]), layout.root)
 
     timer = stages.StageTimer()
+    spark_was_running = _active_spark() is not None  # a caller's session (notebook, tests) stays up
     with tags(*run_tags):
         started = time.monotonic()
         tokenize_corpus(corpus, layout, cfg, name)
@@ -402,7 +438,8 @@ def pretrain(
         started = time.monotonic()
         emit_pairs(layout, cfg, name)
         timer.record("pairs", started)
-        _stop_spark()  # training wants the memory and the cores
+        if not spark_was_running:
+            _stop_spark()  # training wants the memory and the cores
 
         started = time.monotonic()
         train_manifest = train_embeddings(layout, cfg, name)
@@ -439,6 +476,50 @@ def pretrain(
     return summary
 
 
+# Keys of the JSON in a Prefect Secret block -> the environment variables s3fs, the Spark
+# tasks (jobs/common.py forwards them) and the torchrun ranks (they inherit it) read.
+CREDENTIAL_KEYS = {
+    "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "aws_session_token": "AWS_SESSION_TOKEN",
+    "endpoint_url": "AWS_ENDPOINT_URL",
+    "region_name": "AWS_DEFAULT_REGION",
+}
+
+
+def load_store_credentials(block: str) -> list[str]:
+    """Export object-store credentials from the Prefect ``Secret`` block ``block`` into this process.
+
+    The block holds JSON such as ``{"aws_access_key_id": ..., "aws_secret_access_key": ...}``
+    (:data:`CREDENTIAL_KEYS`). Only the block *name* is a flow parameter, so keys never reach
+    the Prefect database, the UI, logs or manifests. Returns the variable names set.
+    """
+    from prefect.blocks.system import Secret
+
+    value = Secret.load(block).get()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    if not isinstance(value, dict) or not value or set(value) - set(CREDENTIAL_KEYS):
+        raise ValueError(
+            f"Secret block {block!r} must hold a JSON object with keys from {sorted(CREDENTIAL_KEYS)}"
+            + (
+                f"; unexpected: {sorted(set(value) - set(CREDENTIAL_KEYS))}"
+                if isinstance(value, dict)
+                else ""
+            )
+        )
+    names = [CREDENTIAL_KEYS[k] for k in value]
+    os.environ.update({CREDENTIAL_KEYS[k]: str(v) for k, v in value.items()})
+    with contextlib.suppress(ImportError):  # cached clients hold the old credentials
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+    return names
+
+
 def _flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
@@ -462,9 +543,13 @@ def _tag_flow_run(extra: list[str]) -> None:
         get_run_logger().warning("could not tag the flow run with %s: %r", extra, exc)
 
 
-def _stop_spark() -> None:
+def _active_spark() -> Any:
     from pyspark.sql import SparkSession
 
-    session = SparkSession.getActiveSession()
+    return SparkSession.getActiveSession()
+
+
+def _stop_spark() -> None:
+    session = _active_spark()
     if session is not None:
         session.stop()

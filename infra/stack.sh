@@ -62,7 +62,9 @@ wait_port() {  # port, name: wait until something listens on HOST:port
 }
 
 start_prefect() {
-  PREFECT_SERVER_ANALYTICS_ENABLED=false launch prefect prefect server start --host $HOST --port "$PREFECT_PORT"
+  # the UI must call this server's API, not the default port 4200
+  PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_UI_API_URL="http://$HOST:$PREFECT_PORT/api" \
+    launch prefect prefect server start --host $HOST --port "$PREFECT_PORT"
   wait_port "$PREFECT_PORT" prefect
   echo "  export PREFECT_API_URL=http://$HOST:$PREFECT_PORT/api   # UI: http://$HOST:$PREFECT_PORT"
 }

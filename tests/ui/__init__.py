@@ -1,0 +1,1 @@
+"""Helpers and scripts that drive a real Prefect server and its UI (loopback only)."""
