@@ -26,6 +26,10 @@ def get_spark(master: str | None = None, app_name: str = "corpus2vec") -> SparkS
     never open ports beyond loopback; executors run this interpreter so the worker
     sees the same installed packages as the driver.
     """
+    if master is None and not os.environ.get("C2V_SPARK_MASTER") and "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Under spark-submit the JVM already holds --master and the cluster's conf;
+        # setting a master here would silently override them.
+        return SparkSession.builder.appName(app_name).getOrCreate()
     master = resolve_master(master)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
