@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     text = f"Machine: {report['machine']}. Corpus: `{Path(args.corpus).name}` ({tokens:,} tokens), preset `{args.preset}`.\n\n"
     text += markdown(rows, "Peers")
     if args.scaling:
-        report["scaling"] = scaling(args, corpus, tokens, counts, work, out)
+        report["scaling"] = scaling(args, corpus, tokens, counts, work, out, rows)
         text += "\n" + markdown(report["scaling"], "Scaling")
     (out / "peers.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "peers.md").write_text(text)
@@ -350,13 +350,22 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def scaling(
-    args: argparse.Namespace, corpus: Path, tokens: int, counts: Counter[str], work: Path, out: Path
-) -> list:
+    args: argparse.Namespace,
+    corpus: Path,
+    tokens: int,
+    counts: Counter[str],
+    work: Path,
+    out: Path,
+    main_rows: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
     """corpus2vec with 1 vs 2 processes/cores, and on growing prefixes of the corpus."""
     rows = []
     for workers in (1, 2):
-        sets = [*args.set, f"nproc={workers}"]
-        row = run_peer("corpus2vec", corpus, tokens, out, args.preset, sets, workers)
+        # the peers table may already hold this configuration: reuse it rather than rerun
+        row = next((r for r in main_rows if r["peer"] == "corpus2vec" and r["workers"] == workers), None)
+        if row is None:
+            sets = [*args.set, f"nproc={workers}"]
+            row = run_peer("corpus2vec", corpus, tokens, out, args.preset, sets, workers)
         rows.append({**row, "label": f"corpus2vec nproc={workers} local[{workers}]"})
     for fraction in [float(f) for f in args.fractions.split(",") if float(f) < 1]:
         part, part_tokens = prepare_corpus(Path(args.corpus), fraction, work)
