@@ -1,0 +1,332 @@
+"""Pair-shard reader: follows the pairs manifest, gives each rank its own shards, prefetches.
+
+What each rank reads in epoch ``e`` (world size ``W``, seed ``s``):
+
+* The *units* are the manifest's files in manifest order. When there are fewer
+  files than ranks, the units are the files' Parquet row groups instead, so every
+  rank still gets data (a rank can still get nothing if there are fewer row
+  groups than ranks; training copes, it just contributes no updates).
+* The units are permuted with ``numpy.random.default_rng([s, e])`` and rank ``r``
+  takes ``units[r::W]``: disjoint across ranks, covering all pairs, reshuffled
+  every epoch.
+* The rank's row groups are grouped, in order, into *buffers* of at least
+  ``buffer_rows`` rows; each buffer is shuffled with ``default_rng([s, e, r, i])``
+  and cut into batches. The shuffle is block-interleaved (:func:`buffer_order`):
+  the buffer is cut into 256 segments, taken in random order, and consecutive
+  output rows come from different segments. Neighbouring pairs thus come from
+  places thousands of pairs apart (which is what decorrelates SGD updates and
+  keeps Hogwild threads off the same rows), while each segment is still read
+  sequentially, so the gather costs about a third of a full random permutation
+  on a 28 MB buffer (cache misses). The stream is therefore a pure function of
+  ``(manifest, seed, epoch, rank, world)``, which is what makes resuming exact:
+  :meth:`PairReader.epoch_batches` can skip the first ``N`` pairs by skipping
+  whole buffers from the Parquet metadata and dropping the head of one.
+
+Files are opened through fsspec (local folders or ``s3://``), only those the
+manifest lists, and their schema is checked against ``pairs_schema(K)``. A
+background thread reads and shuffles ahead so that training never waits on I/O
+while the queue has batches.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from numba import njit
+
+from model import storage
+from model.schemas import check_schema, pairs_schema
+
+VOCAB_FILE = "vocab.parquet"
+
+
+class VocabMismatchError(ValueError):
+    """The pair shards were built from a different vocabulary than the one given."""
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One Parquet row group of one listed shard."""
+
+    path: str  # relative to the pairs dir, as in the manifest
+    index: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch of pairs as int32 numpy arrays: ``center[B]``, ``context[B]``, ``negatives[B, K]``."""
+
+    center: np.ndarray
+    context: np.ndarray
+    negatives: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.center.shape[0])
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The three arrays, without copying (``dataclasses.astuple`` would deep-copy them)."""
+        return self.center, self.context, self.negatives
+
+
+def check_inputs(pairs_uri: str, vocab_uri: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (pairs, vocab) manifests, after checking that the shards belong to this vocabulary.
+
+    The vocab file is hashed again rather than trusting its manifest, because a
+    swapped vocab.parquet would silently scramble every word's vector.
+    """
+    pairs = storage.require_manifest(pairs_uri, "pairs")
+    vocab = storage.require_manifest(vocab_uri, "vocab")
+    actual = storage.sha256_of(storage.join(vocab_uri, VOCAB_FILE))
+    if actual != vocab.get("sha256"):
+        raise VocabMismatchError(
+            f"{storage.join(vocab_uri, VOCAB_FILE)} has sha256 {actual[:12]}… but its manifest says "
+            f"{str(vocab.get('sha256'))[:12]}…; the vocab stage output is corrupt, rerun it"
+        )
+    if pairs.get("vocab_sha256") != actual:
+        raise VocabMismatchError(
+            f"pairs at {pairs_uri} were built from vocab {str(pairs.get('vocab_sha256'))[:12]}… but "
+            f"{vocab_uri} is vocab {actual[:12]}…; rerun the pairs stage with this vocabulary "
+            "or point --vocab at the one the pairs were made from"
+        )
+    return pairs, vocab
+
+
+class PairReader:
+    """Streams one rank's share of the pair shards listed in a pairs manifest.
+
+    ``verify_sha256`` hashes each of this rank's files once before its first read
+    (an extra pass over the data; worth it when shards cross a network).
+    """
+
+    def __init__(
+        self,
+        pairs_uri: str,
+        manifest: dict[str, Any],
+        vocab_size: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        seed: int = 1,
+        batch_size: int = 65536,
+        buffer_rows: int = 1 << 20,
+        prefetch: int = 8,
+        verify_sha256: bool = False,
+    ) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is outside world size {world}")
+        self.uri, self.manifest, self.vocab_size = pairs_uri, manifest, vocab_size
+        self.rank, self.world, self.seed = rank, world, seed
+        self.batch_size, self.buffer_rows, self.prefetch = batch_size, buffer_rows, prefetch
+        self.verify_sha256 = verify_sha256
+        self.negative = int(manifest["negative"])
+        self._schema = pairs_schema(self.negative)
+        self._files = {f["path"]: f for f in manifest["files"]}
+        self._verified: set[str] = set()
+        self._row_groups = self._scan_row_groups()
+
+    def _scan_row_groups(self) -> dict[str, list[RowGroup]]:
+        """Row-group sizes of every listed file, after checking schema and row count."""
+        out: dict[str, list[RowGroup]] = {}
+        for entry in self.manifest["files"]:
+            url = storage.join(self.uri, entry["path"])
+            fs, path = storage.get_fs(url)
+            with fs.open(path, "rb") as handle:
+                meta = pq.ParquetFile(handle)
+                check_schema(meta.schema_arrow, self._schema, url)
+                groups = [
+                    RowGroup(entry["path"], i, meta.metadata.row_group(i).num_rows)
+                    for i in range(meta.num_row_groups)
+                ]
+            if "rows" in entry and sum(g.rows for g in groups) != int(entry["rows"]):
+                raise ValueError(
+                    f"{url} has {sum(g.rows for g in groups)} rows but the manifest lists {entry['rows']}; "
+                    "the pairs output is inconsistent, rerun the pairs stage"
+                )
+            out[entry["path"]] = groups
+        return out
+
+    def assignment(self, epoch: int, rank: int | None = None) -> list[RowGroup]:
+        """The row groups ``rank`` (default: this reader's) reads in ``epoch``, in reading order."""
+        rank = self.rank if rank is None else rank
+        paths = [f["path"] for f in self.manifest["files"]]
+        if len(paths) >= self.world:
+            units: list[list[RowGroup]] = [self._row_groups[p] for p in paths]
+        else:
+            units = [[g] for p in paths for g in self._row_groups[p]]
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(units))
+        mine = [units[i] for i in order[rank :: self.world]]
+        return [g for unit in mine for g in unit]
+
+    def rank_pairs(self, epoch: int, rank: int | None = None) -> int:
+        """How many pairs ``rank`` (default: this one) reads in ``epoch``; known from metadata alone.
+
+        Every rank can compute every other rank's share, which is how they agree
+        on a common sync schedule without talking.
+        """
+        return sum(g.rows for g in self.assignment(epoch, rank))
+
+    def _buffers(self, epoch: int) -> list[list[RowGroup]]:
+        buffers: list[list[RowGroup]] = []
+        current: list[RowGroup] = []
+        for group in self.assignment(epoch):
+            current.append(group)
+            if sum(g.rows for g in current) >= self.buffer_rows:
+                buffers.append(current)
+                current = []
+        if current:
+            buffers.append(current)
+        return buffers
+
+    def epoch_batches(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        """This rank's batches for ``epoch``, shuffled, after skipping its first ``skip`` pairs.
+
+        Reading runs ``prefetch`` batches ahead on a background thread; errors
+        there are raised here.
+        """
+        stream = self._produce(epoch, skip)
+        if self.prefetch <= 0:
+            yield from stream
+            return
+        yield from _prefetched(stream, self.prefetch)
+
+    def _produce(self, epoch: int, skip: int) -> Iterator[Batch]:
+        for index, buffer in enumerate(self._buffers(epoch)):
+            rows = sum(g.rows for g in buffer)
+            if skip >= rows:
+                skip -= rows
+                continue
+            raw = self._read_buffer(buffer)
+            perm = buffer_order(rows, np.random.default_rng([self.seed, epoch, self.rank, index]))
+            center, context, negatives, bad = _shuffle_and_check(
+                perm[skip:], raw.center, raw.context, raw.negatives, self.vocab_size
+            )
+            if bad:
+                self._raise_bad_ids(buffer)
+            skip = 0
+            for lo in range(0, center.shape[0], self.batch_size):
+                hi = lo + self.batch_size
+                yield Batch(center[lo:hi], context[lo:hi], negatives[lo:hi])
+
+    def _read_buffer(self, buffer: list[RowGroup]) -> Batch:
+        """Read and concatenate a buffer's row groups, in file order."""
+        parts = [self._read_group(group) for group in buffer]
+        if len(parts) == 1:
+            return parts[0]
+        return Batch(*(np.concatenate(cols) for cols in zip(*(p.columns() for p in parts), strict=True)))
+
+    def _read_group(self, group: RowGroup) -> Batch:
+        url = storage.join(self.uri, group.path)
+        self._verify(group.path, url)
+        fs, path = storage.get_fs(url)
+        with fs.open(path, "rb") as handle:
+            table = pq.ParquetFile(handle).read_row_group(group.index)
+        check_schema(table.schema, self._schema, url)
+        center = table.column("center").to_numpy().astype(np.int32, copy=False)
+        context = table.column("context").to_numpy().astype(np.int32, copy=False)
+        flat = table.column("negatives").combine_chunks().flatten().to_numpy()
+        return Batch(center, context, flat.astype(np.int32, copy=False).reshape(-1, self.negative))
+
+    def _raise_bad_ids(self, buffer: list[RowGroup]) -> None:
+        # The numba kernel does not bounds-check, so a bad id must never reach it.
+        for group in buffer:
+            part = self._read_group(group)
+            for col in part.columns():
+                if col.size and (int(col.min()) < 0 or int(col.max()) >= self.vocab_size):
+                    raise ValueError(
+                        f"{storage.join(self.uri, group.path)} row group {group.index} has word ids outside "
+                        f"0..{self.vocab_size - 1}; the shards do not belong to this vocabulary, "
+                        "rerun the pairs stage"
+                    )
+        raise AssertionError("ids out of range in a buffer but in none of its row groups")
+
+    def _verify(self, rel: str, url: str) -> None:
+        if not self.verify_sha256 or rel in self._verified:
+            return
+        expected = self._files[rel].get("sha256")
+        actual = storage.sha256_of(url)
+        if expected and actual != expected:
+            raise ValueError(
+                f"{url} has sha256 {actual[:12]}… but the pairs manifest lists {expected[:12]}…; "
+                "the shard changed after the pairs stage finished, rerun it"
+            )
+        self._verified.add(rel)
+
+
+SEGMENTS = 256
+
+
+def buffer_order(rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Row order for a buffer: segment ``j`` of every segment in a random order, for j = 0, 1, ..."""
+    segments = max(1, min(SEGMENTS, rows))
+    length = -(-rows // segments)
+    order = (rng.permutation(segments)[None, :] * length + np.arange(length)[:, None]).ravel()
+    return order[order < rows]
+
+
+@njit(nogil=True, cache=True)
+def _shuffle_and_check(
+    perm: np.ndarray, center: np.ndarray, context: np.ndarray, negatives: np.ndarray, vocab_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:  # pragma: no cover - compiled
+    """Gather rows in ``perm`` order into new contiguous arrays; flag any id outside the vocabulary.
+
+    One compiled pass instead of three numpy fancy-index gathers plus min/max
+    scans: reading shares the cores with training, so it has to stay cheap.
+    """
+    n, k = perm.shape[0], negatives.shape[1]
+    c = np.empty(n, dtype=np.int32)
+    o = np.empty(n, dtype=np.int32)
+    g = np.empty((n, k), dtype=np.int32)
+    bad = False
+    for i in range(n):
+        j = perm[i]
+        c[i], o[i] = center[j], context[j]
+        bad |= not (0 <= c[i] < vocab_size and 0 <= o[i] < vocab_size)
+        for t in range(k):
+            g[i, t] = negatives[j, t]
+            bad |= not (0 <= g[i, t] < vocab_size)
+    return c, o, g, bad
+
+
+_DONE = object()
+
+
+def _prefetched(stream: Iterator[Batch], depth: int) -> Iterator[Batch]:
+    """Run ``stream`` on a daemon thread, ``depth`` items ahead; re-raise its errors here."""
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in stream:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+
+    thread = threading.Thread(target=work, name="pair-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := items.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

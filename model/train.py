@@ -1,0 +1,576 @@
+"""SGNS training entry point: one script for ``python -m model.train`` and ``torchrun ... -m model.train``.
+
+    python -m torch.distributed.run --nproc_per_node=2 -m model.train \\
+        --pairs URI --vocab URI --out URI --config '{"vector_size": 50, "epochs": 3}'
+
+``RANK``/``WORLD_SIZE`` from the environment decide: without them this is one
+process and no process group. On CPU the backend is gloo and the kernel the
+numba word2vec.c loop; on CUDA, nccl and the batched torch kernel (model/sgns.py).
+
+Distributed strategy: local SGD, merging by summing the ranks' updates
+----------------------------------------------------------------------
+Each rank trains its own disjoint shards (model/reader.py) with the fast
+single-process kernel, and every ``sync_every`` pairs *per rank* the ranks
+all-reduce both tables. How the replicas are merged (``sync_average``):
+
+* ``"sum"`` (default): ``new = last + Σ_r (table_r - last)``. Every rank's
+  update is applied, as word2vec's own Hogwild threads do, only up to
+  ``sync_every`` pairs stale. Needs a copy of the last synced tables.
+* ``"mean"``: ``new = mean_r table_r``: classic local SGD (what
+  ``PeriodicModelAverager`` does). Each update counts ``1/W``, which
+  amounts to dividing the learning rate by the world size.
+* ``"touched"``: mean over the ranks that updated the row since the last sync.
+
+Measured on the benchmark corpus (25M tokens, V=102k, d=100, 3 epochs = 240M
+pairs, 2 ranks x 1 thread vs 1 process x 2 Hogwild threads, 2 cores; analogy =
+questions-words restrict_vocab 30000):
+
+    run                      analogy  WS353  SimLex  pairs/CPU-s  syncs  bytes/sync/rank
+    1 process                 32.6%   0.573  0.273     1.24M        -        -
+    2 ranks sum  @1M          32.0%   0.608  0.274     1.23M       123     81.8 MB
+    2 ranks sum  @250k        32.8%   0.594  0.277     0.99M       483     81.8 MB
+    2 ranks touched @1M       25.7%   0.504  0.255     1.06M       123     82.6 MB
+    2 ranks mean @1M          25.0%   0.497  0.254     1.21M       123     81.8 MB
+
+So "sum" keeps single-process quality at equal pairs and "mean"/"touched" lose
+7 points of analogy. ``sync_every=1M`` costs 82 MB of all-reduce per 1M
+pairs per rank (~42 bytes per pair, no measurable CPU overhead); 250k gains
+under a point of analogy for 20% more CPU. On a tiny vocabulary where every row
+is hot (the planted test corpus, V=500), "sum" with long intervals overshoots:
+keep ``sync_every`` small against V there (the tests use 5k).
+The alternatives lose on bytes: dense DDP all-reduces the full ``2·V·d·4``
+bytes (82 MB here) every *step*, ~20 kB per pair at batch 4096, 500x the
+traffic of local SGD; sparse all-reduce only exists on gloo; row-sharded tables
+need an all-to-all of rows per step, latency-bound on CPU.
+``bytes_communicated`` in the metrics counts the payload each rank hands to
+all-reduce (a ring moves about ``2(W-1)/W`` of it over each rank's link).
+
+Sync points are common to all ranks: in epoch ``e`` each rank ``r`` reads
+``n_r`` pairs (known from Parquet metadata), there are
+``S = ceil(max_r n_r / sync_every)`` syncs, and rank ``r`` syncs after
+``floor(i·n_r/S)`` pairs for ``i = 1..S`` (ranks with smaller shares sync after
+proportionally fewer pairs, so nobody idles for long).
+
+Learning rate: ``alpha -> min_alpha`` linearly over all pairs of all epochs,
+per pair, from the rank's fraction of the epoch: ``lr = alpha - (alpha -
+min_alpha)·(e + p/n_r)/epochs`` after ``p`` of its pairs.
+
+Checkpoints and resume
+----------------------
+Rank 0 saves at a sync point (tables identical on all ranks) when
+``checkpoint_every_s`` has passed since the last save: both tables, the config,
+and the position ``{"epoch": e, "fraction": [i, S]}`` = "sync ``i`` of ``S`` of
+epoch ``e`` is done", plus counters (pairs trained, seconds, bytes, loss curve).
+On start every rank loads ``{out}/checkpoints/latest.json`` if present. Rank
+``r`` then skips the first ``floor(i·n_r/S)`` pairs of its epoch-``e`` stream
+and continues from the next sync point after fraction ``i/S``. With the same
+world size this is exactly where it stopped (bitwise, with one thread per rank).
+With another world size the shards are redistributed, so each rank skips the
+same *fraction* of its new share: the epoch still totals its pairs and the lr
+schedule continues from the same point, but the pairs skipped are not exactly
+the ones already trained (some pairs of that epoch are seen twice, others not).
+The reader's streams are pure functions of ``(seed, epoch, rank, world)`` and
+the tables are the only other state, so no RNG state needs saving.
+
+Determinism: same inputs, config, seed and world size on CPU give bitwise equal
+vectors with ``threads=1``. ``threads=0`` (default) means ``cores // local ranks``:
+with 2 ranks on 2 cores that is 1 thread (deterministic); a single process on
+2 cores runs 2 Hogwild threads (faster, not bitwise reproducible).
+
+Outputs (rank 0): ``{out}/vectors.npy`` (V x d float32: input vectors, or
+``(input+output)/2`` with ``output="average"``), ``{out}/output_vectors.npy``,
+``{out}/metrics.json`` and last ``{out}/_manifest.json`` (kind ``train``); then
+the checkpoints are deleted. If the manifest exists, the run does nothing.
+Rank 0 prints ``progress {json}`` lines on stderr every ~2 s for a parent
+process (model/launch.py) to parse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from model import checkpoint, storage
+from model.config import PipelineConfig, TrainConfig
+from model.reader import Batch, PairReader, check_inputs
+from model.sgns import SGNS, init_tables
+
+PROGRESS_EVERY_S = 2.0
+NUMBA_BATCH = 1 << 16  # pairs per kernel call: big enough to amortise Python, small enough to stream
+# Settings that define the trained model: a checkpoint made with other values is refused.
+_RESUME_KEYS = ("vector_size", "epochs", "alpha", "min_alpha", "seed", "output")
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in the torchrun job (all zeros/ones when run with plain python)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @classmethod
+    def from_environ(cls) -> DistEnv:
+        """Read torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``."""
+        env = os.environ
+        world = int(env.get("WORLD_SIZE", "1"))
+        return cls(
+            rank=int(env.get("RANK", "0")),
+            world=world,
+            local_rank=int(env.get("LOCAL_RANK", "0")),
+            local_world=int(env.get("LOCAL_WORLD_SIZE", str(world))),
+        )
+
+
+@dataclass
+class Counters:
+    """Global progress, identical on all ranks after each sync, saved in checkpoints."""
+
+    epoch: int = 0
+    fraction: tuple[int, int] = (0, 1)  # sync i of S of `epoch` is done
+    pairs_trained: int = 0
+    seconds: float = 0.0
+    bytes_communicated: int = 0
+    syncs: int = 0
+    cpu_seconds: float = 0.0  # process CPU time of all ranks (robust to other load on the machine)
+    epoch_loss: list[float] = field(default_factory=list)  # mean loss per pair of finished epochs
+    current_loss_sum: float = 0.0  # loss summed over the pairs of the unfinished epoch
+    current_pairs: int = 0
+    loss_curve: list[dict[str, float]] = field(default_factory=list)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments: input/output URIs and the TrainConfig as JSON (or ``@file.json``)."""
+    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", required=True, help="pairs stage dir (has _manifest.json)")
+    parser.add_argument("--vocab", required=True, help="vocab stage dir (has vocab.parquet)")
+    parser.add_argument("--out", required=True, help="training output dir")
+    parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON, or @path.json")
+    parser.add_argument(
+        "--stop-after-pairs",
+        type=int,
+        default=None,
+        help="for tests and smoke runs: checkpoint and exit at the first sync past this many pairs",
+    )
+    return parser.parse_args(argv)
+
+
+def load_train_config(text: str) -> TrainConfig:
+    """A validated TrainConfig from JSON text or ``@path`` (unknown keys are an error)."""
+    if text.startswith("@"):
+        with open(text[1:], encoding="utf-8") as handle:
+            text = handle.read()
+    cfg = PipelineConfig.from_dict({"train": json.loads(text)}).train
+    if cfg.sync_every < 1 or cfg.threads < 0:
+        raise ValueError("invalid config: train.sync_every must be >= 1 and train.threads >= 0")
+    return cfg
+
+
+def pick_device(cfg: TrainConfig, env: DistEnv) -> tuple[torch.device, str, str]:
+    """``(device, backend, kernel)``: cuda+nccl+torch when asked or available, else cpu+gloo+numba."""
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("train.device='cuda' but no CUDA device is visible; set train.device=cpu")
+    device = torch.device("cuda", env.local_rank) if use_cuda else torch.device("cpu")
+    kernel = cfg.kernel if cfg.kernel != "auto" else ("torch" if use_cuda else "numba")
+    if kernel == "numba" and use_cuda:
+        raise ValueError("train.kernel='numba' runs on CPU only; use kernel=torch or auto with cuda")
+    return device, ("nccl" if use_cuda else "gloo"), kernel
+
+
+def thread_count(cfg: TrainConfig, env: DistEnv) -> int:
+    """Kernel threads per rank: the config's, or the cores shared out among this node's ranks."""
+    if cfg.threads:
+        return cfg.threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, env.local_world))
+
+
+class _Pieces:
+    """Cuts a batch stream at arbitrary pair counts (sync points fall inside batches)."""
+
+    def __init__(self, batches: Any) -> None:
+        self._it = iter(batches)
+        self._left: Batch | None = None
+
+    def take(self, limit: int) -> Batch:
+        """The next at most ``limit`` pairs; the rest of a cut batch is kept for later."""
+        if self._left is not None:
+            batch = self._left
+        else:
+            batch = next(self._it, None)
+            if batch is None:  # the reader checked row counts against the metadata, so a bug
+                raise RuntimeError("the pair stream ended before the rank's share was read")
+        self._left = None
+        if len(batch) > limit:
+            self._left = Batch(batch.center[limit:], batch.context[limit:], batch.negatives[limit:])
+            batch = Batch(batch.center[:limit], batch.context[:limit], batch.negatives[:limit])
+        return batch
+
+
+class Trainer:
+    """Runs the epochs of one rank: kernel, sync schedule, progress, checkpoints, outputs."""
+
+    def __init__(self, args: argparse.Namespace, cfg: TrainConfig, env: DistEnv) -> None:
+        self.args, self.cfg, self.env = args, cfg, env
+        self.out = args.out
+        self.device, self.backend, self.kernel = pick_device(cfg, env)
+        self.threads = thread_count(cfg, env)
+        self.pairs_manifest, self.vocab_manifest = check_inputs(args.pairs, args.vocab)
+        self.vocab_size = int(self.vocab_manifest["vocab_size"])
+        self.total_pairs = int(self.pairs_manifest["total_pairs"])
+        batch = cfg.batch_size if self.kernel == "torch" else max(cfg.batch_size, NUMBA_BATCH)
+        self.reader = PairReader(
+            args.pairs,
+            self.pairs_manifest,
+            self.vocab_size,
+            rank=env.rank,
+            world=env.world,
+            seed=cfg.seed,
+            batch_size=batch,
+            verify_sha256=cfg.verify_shards,
+        )
+        self.counters = Counters()
+        self.resumed_from: dict[str, Any] | None = None
+        v, u = self._initial_tables()
+        self.model = SGNS(v, u, kernel=self.kernel, threads=self.threads)
+        merge = cfg.sync_average if env.world > 1 else None
+        size = self.vocab_size if merge == "touched" else 0
+        self.touched = [torch.zeros(size, device=self.device) for _ in range(2)]
+        # "sum" adds each rank's change since the last sync, so it needs the last synced tables
+        self.snapshots = [t.clone() if merge == "sum" else None for t in (v, u)]
+        self._session_pairs = 0  # pairs this rank trained in this process (speed, progress loss)
+        self._session_loss = 0.0
+        self._since_sync = [0.0, 0]  # local loss sum and pairs since the last sync
+        self._last_progress = (time.monotonic(), 0.0, 0)  # time, loss sum, pairs for the curve
+        self._last_checkpoint = time.monotonic()
+
+    def _initial_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fresh seeded tables, or the latest checkpoint's (also restoring the counters)."""
+        loaded = checkpoint.load_latest(self.out)
+        if loaded is None:
+            return init_tables(self.vocab_size, self.cfg.vector_size, self.cfg.seed, str(self.device))
+        v, u, state = loaded
+        self._check_resumable(state, v.shape)
+        saved = state["counters"]
+        saved["fraction"] = tuple(saved["fraction"])
+        self.counters = Counters(**saved)
+        self.resumed_from = dict(saved, loss_curve=None, world_size=state["world_size"])
+        return torch.from_numpy(v).to(self.device), torch.from_numpy(u).to(self.device)
+
+    def _check_resumable(self, state: dict[str, Any], shape: tuple[int, ...]) -> None:
+        changed = [k for k in _RESUME_KEYS if state["config"].get(k) != getattr(self.cfg, k)]
+        if state["vocab_sha256"] != self.pairs_manifest["vocab_sha256"] or shape[0] != self.vocab_size:
+            changed.append("vocabulary")
+        if state["total_pairs"] != self.total_pairs:
+            changed.append("pairs")
+        if changed:
+            raise ValueError(
+                f"the checkpoint in {storage.join(self.out, 'checkpoints')} was made with different "
+                f"{', '.join(changed)}; delete that folder to start over, or restore the old settings"
+            )
+
+    # -- training loop ---------------------------------------------------------------
+
+    def run(self) -> bool:
+        """Train the remaining epochs; True when finished, False when stopped by --stop-after-pairs."""
+        self._log_start()
+        self._t0 = time.monotonic()
+        self._cpu_mark = time.process_time()
+        self._seconds_before = self.counters.seconds
+        start_epoch, fraction = self.counters.epoch, self.counters.fraction
+        for epoch in range(start_epoch, self.cfg.epochs):
+            if not self._train_epoch(epoch, fraction if epoch == start_epoch else (0, 1)):
+                return False
+            fraction = (0, 1)
+        return True
+
+    def _train_epoch(self, epoch: int, fraction: tuple[int, int]) -> bool:
+        """One epoch from ``fraction`` on; False when a stop was requested at a sync point."""
+        n_rank = self.reader.rank_pairs(epoch)
+        n_max = max(self.reader.rank_pairs(epoch, r) for r in range(self.env.world))
+        syncs = max(1, math.ceil(n_max / self.cfg.sync_every))
+        first = fraction[0] * syncs // fraction[1] + 1
+        done = fraction[0] * n_rank // fraction[1]
+        pieces = _Pieces(self.reader.epoch_batches(epoch, skip=done))
+        for index in range(first, syncs + 1):
+            end = index * n_rank // syncs
+            while done < end:
+                batch = pieces.take(end - done)
+                self._step(batch, epoch, done, n_rank)
+                done += len(batch)
+                self._maybe_progress(epoch, done, n_rank)
+            self._sync(epoch, (index, syncs))
+            if self._should_stop():
+                return False
+        self._maybe_progress(epoch, done, n_rank, force=True)
+        return True
+
+    def _step(self, batch: Batch, epoch: int, done: int, n_rank: int) -> None:
+        cfg = self.cfg
+        span = (cfg.alpha - cfg.min_alpha) / cfg.epochs
+        lr_start = cfg.alpha - span * (epoch + done / n_rank)
+        loss = self.model.train_batch(batch.center, batch.context, batch.negatives, lr_start, -span / n_rank)
+        if self.env.world > 1 and cfg.sync_average == "touched":
+            self._mark_touched(batch)
+        self._since_sync[0] += loss
+        self._since_sync[1] += len(batch)
+        self._session_loss += loss
+        self._session_pairs += len(batch)
+
+    def _mark_touched(self, batch: Batch) -> None:
+        if self.device.type == "cpu":
+            self.touched[0].numpy()[batch.center] = 1.0
+            out = self.touched[1].numpy()
+            out[batch.context] = 1.0
+            out[batch.negatives.reshape(-1)] = 1.0
+            return
+        for table, ids in ((0, batch.center), (1, batch.context), (1, batch.negatives.reshape(-1))):
+            self.touched[table][torch.from_numpy(ids).to(self.device, dtype=torch.long)] = 1.0
+
+    # -- synchronisation ---------------------------------------------------------------
+
+    def _sync(self, epoch: int, fraction: tuple[int, int]) -> None:
+        """Average the tables across ranks and fold the local counters into the global ones."""
+        cpu_now = time.process_time()
+        self._since_sync.append(cpu_now - self._cpu_mark)
+        self._cpu_mark = cpu_now
+        stats = torch.tensor(self._since_sync, dtype=torch.float64, device=self.device)
+        if self.env.world > 1:
+            self._all_reduce(stats)
+            for table, touched, snapshot in zip(
+                (self.model.v, self.model.u), self.touched, self.snapshots, strict=True
+            ):
+                self._average(table, touched, snapshot)
+        self._since_sync = [0.0, 0]
+        c = self.counters
+        c.epoch, c.fraction, c.syncs = epoch, fraction, c.syncs + 1
+        c.pairs_trained += int(stats[1])
+        c.cpu_seconds += float(stats[2])
+        c.current_loss_sum += float(stats[0])
+        c.current_pairs += int(stats[1])
+        c.seconds = self._seconds_before + time.monotonic() - self._t0
+        if fraction[0] == fraction[1]:  # epoch finished: next position is the start of the next one
+            c.epoch_loss.append(c.current_loss_sum / max(1, c.current_pairs))
+            c.current_loss_sum, c.current_pairs = 0.0, 0
+            c.epoch, c.fraction = epoch + 1, (0, 1)
+        if self.env.rank == 0 and time.monotonic() - self._last_checkpoint >= self.cfg.checkpoint_every_s:
+            self._save_checkpoint()
+
+    def _average(self, table: torch.Tensor, touched: torch.Tensor, snapshot: torch.Tensor | None) -> None:
+        """Merge one table across ranks in place by the configured rule (see the module docstring)."""
+        mode = self.cfg.sync_average
+        if mode == "sum":
+            assert snapshot is not None
+            table.sub_(snapshot)
+            self._all_reduce(table)
+            table.add_(snapshot)
+            snapshot.copy_(table)
+        elif mode == "mean":
+            self._all_reduce(table)
+            table.div_(self.env.world)
+        else:
+            masked = table * touched[:, None]
+            self._all_reduce(masked)
+            self._all_reduce(touched)
+            rows = touched > 0
+            table[rows] = masked[rows] / touched[rows, None]
+            touched.zero_()
+
+    def _all_reduce(self, tensor: torch.Tensor) -> None:
+        dist.all_reduce(tensor)
+        self.counters.bytes_communicated += tensor.numel() * tensor.element_size()
+
+    def _should_stop(self) -> bool:
+        limit = self.args.stop_after_pairs
+        if limit is None or self.counters.pairs_trained < limit:
+            return False
+        if self.env.rank == 0:
+            self._save_checkpoint()
+        return True
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def _log_start(self) -> None:
+        if self.env.rank != 0:
+            return
+        resumed = self.resumed_from
+        print(
+            f"train: world={self.env.world} backend={self.backend} kernel={self.kernel} "
+            f"threads={self.threads} V={self.vocab_size} d={self.cfg.vector_size} "
+            f"pairs/epoch={self.total_pairs} epochs={self.cfg.epochs}"
+            + (f" resumed at epoch {resumed['epoch']} fraction {resumed['fraction']}" if resumed else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _maybe_progress(self, epoch: int, done: int, n_rank: int, force: bool = False) -> None:
+        """Every ~2 s and at epoch ends on rank 0: one ``progress {json}`` line and a loss-curve point."""
+        now = time.monotonic()
+        last_t, last_loss, last_pairs = self._last_progress
+        if self.env.rank != 0 or (now - last_t < PROGRESS_EVERY_S and not force):
+            return
+        cfg = self.cfg
+        total = self.total_pairs * cfg.epochs
+        global_done = (epoch + done / max(1, n_rank)) * self.total_pairs
+        rate = self._session_pairs * self.env.world / max(1e-9, now - self._t0)
+        record = {
+            "epoch": epoch,
+            "pairs": int(global_done),
+            "total_pairs": total,
+            "loss": (self._session_loss - last_loss) / max(1, self._session_pairs - last_pairs),
+            "lr": cfg.alpha - (cfg.alpha - cfg.min_alpha) * global_done / total,
+            "pairs_per_s": rate,
+            "eta_s": max(0.0, total - global_done) / max(1.0, rate),
+            "seconds": self._seconds_before + now - self._t0,
+        }
+        self.counters.loss_curve.append({k: record[k] for k in ("pairs", "loss", "lr", "seconds")})
+        print("progress " + json.dumps(record), file=sys.stderr, flush=True)
+        self._last_progress = (now, self._session_loss, self._session_pairs)
+
+    def _save_checkpoint(self) -> None:
+        state = {
+            "config": asdict(self.cfg),
+            "world_size": self.env.world,
+            "vocab_sha256": self.pairs_manifest["vocab_sha256"],
+            "total_pairs": self.total_pairs,
+            "counters": asdict(self.counters),
+            "rng": {
+                "init_seed": self.cfg.seed,
+                "streams": "numpy default_rng([seed, epoch(, rank, buffer)])",
+            },
+        }
+        v = self.model.v.cpu().numpy()
+        u = self.model.u.cpu().numpy()
+        checkpoint.save_checkpoint(
+            self.out, checkpoint.checkpoint_name(self.counters.pairs_trained), v, u, state
+        )
+        self._last_checkpoint = time.monotonic()
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def finish(self) -> dict[str, Any]:
+        """Rank 0: write vectors, metrics and, last, the train manifest; then drop the checkpoints."""
+        cfg = self.cfg
+        v = self.model.v.cpu().numpy()
+        u = self.model.u.cpu().numpy()
+        vectors = v if cfg.output == "input" else (v + u) / 2
+        checkpoint.save_npy(storage.join(self.out, "vectors.npy"), vectors.astype(np.float32, copy=False))
+        checkpoint.save_npy(storage.join(self.out, "output_vectors.npy"), u)
+        metrics = self._metrics()
+        storage.write_json_atomic(storage.join(self.out, "metrics.json"), metrics)
+        files = [
+            storage.file_entry(self.out, n) for n in ("vectors.npy", "output_vectors.npy", "metrics.json")
+        ]
+        pairs_info = {
+            k: self.pairs_manifest.get(k) for k in ("negative", "window", "sample", "ns_exponent", "seed")
+        }
+        manifest = storage.write_manifest(
+            self.out,
+            "train",
+            files,
+            vocab_sha256=self.pairs_manifest["vocab_sha256"],
+            vocab_size=self.vocab_size,
+            vector_size=cfg.vector_size,
+            pairs={"uri": self.args.pairs, "total_pairs": self.total_pairs, **pairs_info},
+            vocab_uri=self.args.vocab,
+            config=asdict(cfg),
+            **{k: metrics[k] for k in ("world_size", "backend", "kernel", "seconds", "pairs_per_s")},
+            pairs_trained=metrics["pairs"],
+            bytes_communicated=metrics["bytes_communicated"],
+            final_loss=metrics["final_loss"],
+        )
+        storage.remove(storage.join(self.out, "checkpoints"))
+        return manifest
+
+    def _metrics(self) -> dict[str, Any]:
+        """Counters of the whole run (all sessions when resumed) for metrics.json and the manifest."""
+        c = self.counters
+        seconds = max(c.seconds, 1e-9)
+        return {
+            "pairs": c.pairs_trained,
+            "seconds": seconds,
+            "pairs_per_s": c.pairs_trained / seconds,
+            "pairs_per_s_per_rank": c.pairs_trained / seconds / self.env.world,
+            "world_size": self.env.world,
+            "backend": self.backend,
+            "kernel": self.kernel,
+            "threads": self.threads,
+            "device": str(self.device),
+            "bytes_communicated": c.bytes_communicated,
+            "cpu_seconds": c.cpu_seconds,
+            "pairs_per_cpu_s": c.pairs_trained / max(c.cpu_seconds, 1e-9),
+            "syncs": c.syncs,
+            "sync_every": self.cfg.sync_every,
+            "sync_average": self.cfg.sync_average,
+            "epoch_loss": c.epoch_loss,
+            "final_loss": c.epoch_loss[-1] if c.epoch_loss else None,
+            "loss_curve": c.loss_curve,
+            "resumed_from": self.resumed_from,
+        }
+
+
+def train(args: argparse.Namespace, cfg: TrainConfig, env: DistEnv) -> dict[str, Any] | None:
+    """Run (or resume) training for this rank; rank 0 returns the train manifest when finished."""
+    existing = storage.read_manifest(args.out, "train")
+    if existing is not None:
+        if env.rank == 0:
+            print(f"train: {args.out} is already finished; nothing to do", file=sys.stderr, flush=True)
+        return existing
+    trainer = Trainer(args, cfg, env)
+    try:
+        finished = trainer.run()
+    finally:
+        trainer.model.close()
+    if not finished:
+        if env.rank == 0:
+            print(f"train: stopped after {trainer.counters.pairs_trained} pairs", file=sys.stderr, flush=True)
+        return None
+    return trainer.finish() if env.rank == 0 else None
+
+
+def _init_process_group(cfg: TrainConfig, env: DistEnv) -> None:
+    if env.world <= 1:
+        return
+    _, backend, _ = pick_device(cfg, env)
+    if backend == "nccl":
+        torch.cuda.set_device(env.local_rank)
+    dist.init_process_group(backend=backend)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry: parse arguments, join the process group when under torchrun, train."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    @record
+    def _run() -> int:
+        args = parse_args(argv)
+        cfg = load_train_config(args.config)
+        env = DistEnv.from_environ()
+        # numba does the CPU work; torch's OpenMP pool only spins (and collapses when the
+        # machine is oversubscribed), so one intra-op thread per rank on CPU.
+        torch.set_num_threads(1)
+        _init_process_group(cfg, env)
+        try:
+            train(args, cfg, env)
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        return 0
+
+    return _run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

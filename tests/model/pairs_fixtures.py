@@ -1,0 +1,148 @@
+"""Write vocab and pair-shard stage outputs with pyarrow, as the Spark jobs would, for model tests.
+
+The planted corpus has words in groups: a pair's centre and context always come
+from the same group, negatives from the unigram^0.75 distribution over all words.
+Trained vectors should therefore put words of a group close together, which
+gives the tests a quality signal that needs no real text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from model import storage
+from model.schemas import VOCAB_SCHEMA, pairs_schema
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """What ``python -m model.train`` sets; OpenMP spinning is slow on a busy 2-core machine."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@dataclass(frozen=True)
+class Planted:
+    """Where a planted corpus was written and which group each word id belongs to."""
+
+    pairs_uri: str
+    vocab_uri: str
+    groups: np.ndarray  # group of each word id
+    total_pairs: int
+
+
+def write_vocab(uri: str, words: list[str], counts: np.ndarray) -> dict:
+    """``{uri}/vocab.parquet`` + manifest, ids by descending count."""
+    table = pa.table(
+        {"id": np.arange(len(words), dtype=np.int32), "word": words, "count": counts.astype(np.int64)},
+        schema=VOCAB_SCHEMA,
+    )
+    fs, path = storage.get_fs(storage.join(uri, "vocab.parquet"))
+    fs.makedirs(storage.get_fs(uri)[1], exist_ok=True)
+    with fs.open(path, "wb") as handle:
+        pq.write_table(table, handle)
+    entry = storage.file_entry(uri, "vocab.parquet", rows=len(words))
+    return storage.write_manifest(
+        uri,
+        "vocab",
+        [entry],
+        vocab_size=len(words),
+        total_tokens=int(counts.sum()),
+        retained_tokens=int(counts.sum()),
+        min_count=1,
+        sha256=entry["sha256"],
+    )
+
+
+def write_pairs(
+    uri: str,
+    vocab_sha256: str,
+    center: np.ndarray,
+    context: np.ndarray,
+    negatives: np.ndarray,
+    *,
+    shards: int,
+    row_group_rows: int,
+    seed: int = 1,
+) -> dict:
+    """Split the pairs into ``shards`` Parquet files (zstd, given row-group size) plus manifest."""
+    negative = negatives.shape[1]
+    schema = pairs_schema(negative)
+    fs, root = storage.get_fs(uri)
+    fs.makedirs(root, exist_ok=True)
+    entries = []
+    for i, idx in enumerate(np.array_split(np.arange(center.shape[0]), shards)):
+        name = f"part-{i:05d}.parquet"
+        neg = pa.FixedSizeListArray.from_arrays(pa.array(negatives[idx].reshape(-1), pa.int32()), negative)
+        table = pa.Table.from_arrays(
+            [pa.array(center[idx], pa.int32()), pa.array(context[idx], pa.int32()), neg], schema=schema
+        )
+        with fs.open(storage.join(root, name), "wb") as handle:
+            pq.write_table(table, handle, compression="zstd", row_group_size=row_group_rows)
+        entries.append(storage.file_entry(uri, name, rows=len(idx)))
+    return storage.write_manifest(
+        uri,
+        "pairs",
+        entries,
+        vocab_sha256=vocab_sha256,
+        negative=negative,
+        window=5,
+        sample=0.0,
+        ns_exponent=0.75,
+        seed=seed,
+        total_pairs=int(center.shape[0]),
+    )
+
+
+def planted_corpus(
+    root: str,
+    *,
+    groups: int = 10,
+    per_group: int = 20,
+    pairs: int = 100_000,
+    negative: int = 5,
+    shards: int = 4,
+    row_group_rows: int = 10_000,
+    seed: int = 0,
+) -> Planted:
+    """A vocab + pairs stage under ``root`` with group structure (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    vocab_size = groups * per_group
+    freq = 1.0 / np.arange(1, vocab_size + 1) ** 0.7  # Zipf-like, ids already by descending count
+    word_group = rng.permutation(np.arange(vocab_size) % groups)
+    center = rng.choice(vocab_size, pairs, p=freq / freq.sum()).astype(np.int32)
+    members = [np.flatnonzero(word_group == g) for g in range(groups)]
+    context = np.empty(pairs, dtype=np.int32)
+    for g, ids in enumerate(members):
+        rows = np.flatnonzero(word_group[center] == g)
+        context[rows] = rng.choice(ids, rows.shape[0])
+    noise = freq**0.75
+    negatives = rng.choice(vocab_size, (pairs, negative), p=noise / noise.sum()).astype(np.int32)
+    counts = np.maximum(1, (freq / freq.sum() * pairs).astype(np.int64))
+    counts = np.sort(counts)[::-1]
+    words = [f"w{i:04d}g{word_group[i]}" for i in range(vocab_size)]
+    vocab_uri, pairs_uri = storage.join(root, "vocab"), storage.join(root, "pairs")
+    vocab = write_vocab(vocab_uri, words, counts)
+    write_pairs(
+        pairs_uri, vocab["sha256"], center, context, negatives, shards=shards, row_group_rows=row_group_rows
+    )
+    return Planted(pairs_uri, vocab_uri, word_group, pairs)
+
+
+def group_separation(vectors: np.ndarray, groups: np.ndarray) -> float:
+    """Mean cosine within groups minus mean cosine across groups (higher is better, ~0 untrained)."""
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    sims = unit @ unit.T
+    same = groups[:, None] == groups[None, :]
+    np.fill_diagonal(same, False)
+    other = groups[:, None] != groups[None, :]
+    return float(sims[same].mean() - sims[other].mean())

@@ -1,0 +1,148 @@
+"""Pair-shard reader: manifest and vocab checks, disjoint complete rank shares, reshuffles, skips, S3."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from model import storage
+from model.reader import PairReader, VocabMismatchError, buffer_order, check_inputs
+from tests.model.pairs_fixtures import Planted, planted_corpus, write_vocab
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Planted:
+    root = str(tmp_path_factory.mktemp("reader"))
+    return planted_corpus(root, pairs=20_000, shards=6, row_group_rows=1_500)
+
+
+def _reader(planted: Planted, **kwargs) -> PairReader:
+    manifest, vocab = check_inputs(planted.pairs_uri, planted.vocab_uri)
+    kwargs.setdefault("batch_size", 1000)
+    kwargs.setdefault("buffer_rows", 4000)
+    return PairReader(planted.pairs_uri, manifest, vocab["vocab_size"], **kwargs)
+
+
+def _rows(batches) -> np.ndarray:
+    """All pairs of a stream as rows ``[center, context, neg...]``."""
+    parts = [np.column_stack([b.center, b.context, b.negatives]) for b in batches]
+    return np.concatenate(parts) if parts else np.empty((0, 7), dtype=np.int32)
+
+
+def _all_pairs(planted: Planted) -> np.ndarray:
+    tables = [pq.read_table(f"{planted.pairs_uri}/part-{i:05d}.parquet") for i in range(6)]
+    table = pa.concat_tables(tables)
+    neg = np.asarray(table.column("negatives").combine_chunks().flatten()).reshape(-1, 5)
+    return np.column_stack([table.column("center"), table.column("context"), neg])
+
+
+def _sorted(rows: np.ndarray) -> np.ndarray:
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_ranks_read_disjoint_shares_that_cover_every_pair(planted: Planted, world: int) -> None:
+    readers = [_reader(planted, rank=r, world=world) for r in range(world)]
+    groups = [{(g.path, g.index) for g in r.assignment(epoch=0)} for r in readers]
+    assert sum(len(g) for g in groups) == len(set().union(*groups))  # disjoint
+    streams = [_rows(r.epoch_batches(0)) for r in readers]
+    assert [len(s) for s in streams] == [r.rank_pairs(0) for r in readers]
+    np.testing.assert_array_equal(_sorted(np.concatenate(streams)), _sorted(_all_pairs(planted)))
+
+
+def test_shards_are_reshuffled_each_epoch_and_reproducible(planted: Planted) -> None:
+    reader = _reader(planted, rank=0, world=2)
+    orders = [[g.path for g in reader.assignment(e)] for e in range(6)]
+    assert len({tuple(o) for o in orders}) > 1
+    assert [g.path for g in _reader(planted, rank=0, world=2).assignment(3)] == orders[3]
+    first, again = _rows(reader.epoch_batches(1)), _rows(_reader(planted, rank=0, world=2).epoch_batches(1))
+    np.testing.assert_array_equal(first, again)
+    # rows are shuffled inside buffers, not streamed in file order
+    file_order = np.concatenate([_rows([b]) for b in _reader(planted, buffer_rows=1).epoch_batches(1)])
+    assert not np.array_equal(_rows(_reader(planted).epoch_batches(1)), file_order)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 256, 1000, 100_003])
+def test_buffer_order_is_a_permutation_that_separates_neighbours(rows: int) -> None:
+    order = buffer_order(rows, np.random.default_rng(0))
+    np.testing.assert_array_equal(np.sort(order), np.arange(rows))
+    if rows >= 1000:  # consecutive output rows come from different segments of the buffer
+        assert np.median(np.abs(np.diff(order))) > rows / 10
+
+
+def test_fewer_shards_than_ranks_splits_by_row_group(tmp_path) -> None:
+    planted = planted_corpus(str(tmp_path), pairs=6_000, shards=2, row_group_rows=1_000)
+    world = 5
+    readers = [_reader(planted, rank=r, world=world) for r in range(world)]
+    shares = [r.rank_pairs(0) for r in readers]
+    assert all(s > 0 for s in shares) and sum(shares) == 6_000
+    rows = np.concatenate([_rows(r.epoch_batches(0)) for r in readers])
+    assert len(rows) == 6_000
+
+
+@pytest.mark.parametrize("skip", [0, 1, 999, 4000, 4001, 10_000])
+def test_skipping_resumes_the_same_stream(planted: Planted, skip: int) -> None:
+    full = _rows(_reader(planted, rank=1, world=2).epoch_batches(2))
+    rest = _rows(_reader(planted, rank=1, world=2, prefetch=0).epoch_batches(2, skip=skip))
+    np.testing.assert_array_equal(rest, full[skip:])
+
+
+def test_a_pairs_stage_from_another_vocabulary_is_refused(planted: Planted, tmp_path) -> None:
+    other = str(tmp_path / "other-vocab")
+    write_vocab(other, ["a", "b"], np.array([5, 3]))
+    with pytest.raises(VocabMismatchError, match="rerun the pairs stage"):
+        check_inputs(planted.pairs_uri, other)
+
+
+def test_a_vocab_file_that_does_not_match_its_manifest_is_refused(tmp_path) -> None:
+    planted = planted_corpus(str(tmp_path), pairs=1_000, shards=1)
+    write_vocab(str(tmp_path / "tmp"), ["x"], np.array([1]))
+    (tmp_path / "vocab" / "vocab.parquet").write_bytes((tmp_path / "tmp" / "vocab.parquet").read_bytes())
+    with pytest.raises(VocabMismatchError, match="corrupt"):
+        check_inputs(planted.pairs_uri, planted.vocab_uri)
+
+
+def test_a_shard_with_the_wrong_schema_is_refused(tmp_path) -> None:
+    planted = planted_corpus(str(tmp_path), pairs=1_000, shards=2)
+    table = pa.table({"center": pa.array([1], pa.int64()), "context": [2], "negatives": [[1, 2, 3, 4, 5]]})
+    pq.write_table(table, tmp_path / "pairs" / "part-00001.parquet")
+    with pytest.raises(ValueError, match=r"part-00001.parquet: schema"):
+        _reader(planted)
+
+
+def test_a_changed_shard_fails_its_checksum(tmp_path) -> None:
+    planted = planted_corpus(str(tmp_path), pairs=2_000, shards=1)
+    path = tmp_path / "pairs" / "part-00000.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table, path, compression="snappy")  # same rows, other bytes
+    with pytest.raises(ValueError, match="sha256"):
+        _rows(_reader(planted, verify_sha256=True).epoch_batches(0))
+    assert len(_rows(_reader(planted, verify_sha256=False).epoch_batches(0))) == 2_000
+
+
+def test_word_ids_outside_the_vocabulary_are_refused(tmp_path) -> None:
+    planted = planted_corpus(str(tmp_path), pairs=1_000, shards=1)
+    manifest, _ = check_inputs(planted.pairs_uri, planted.vocab_uri)
+    reader = PairReader(planted.pairs_uri, manifest, vocab_size=10)
+    with pytest.raises(ValueError, match=r"outside 0\.\.9"):
+        _rows(reader.epoch_batches(0))
+
+
+def test_only_files_listed_in_the_manifest_are_read(tmp_path) -> None:
+    planted = planted_corpus(str(tmp_path), pairs=3_000, shards=3)
+    manifest_path = tmp_path / "pairs" / "_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"] = manifest["files"][:2]
+    reader = PairReader(planted.pairs_uri, manifest, vocab_size=200)
+    assert len(_rows(reader.epoch_batches(0))) == sum(f["rows"] for f in manifest["files"])
+
+
+def test_reads_shards_from_s3(s3_bucket: str, tmp_path) -> None:
+    planted = planted_corpus(storage.join(s3_bucket, "run"), pairs=3_000, shards=2, row_group_rows=1_000)
+    local = planted_corpus(str(tmp_path), pairs=3_000, shards=2, row_group_rows=1_000)
+    remote_rows = _rows(_reader(planted, verify_sha256=True).epoch_batches(0))
+    np.testing.assert_array_equal(remote_rows, _rows(_reader(local).epoch_batches(0)))

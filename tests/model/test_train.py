@@ -1,0 +1,239 @@
+"""Training end to end: outputs and manifest, determinism, resume (same and other world size), torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model import storage
+from model.config import TrainConfig
+from model.launch import launch_training
+from model.reader import VocabMismatchError
+from model.train import DistEnv, parse_args, train
+from tests.model.pairs_fixtures import (  # noqa: F401 - one_torch_thread is a fixture
+    Planted,
+    group_separation,
+    one_torch_thread,
+    planted_corpus,
+    write_vocab,
+)
+
+# sync_every is small against V=500: with every row hot, long "sum" intervals overshoot (see model/train.py)
+CFG = TrainConfig(vector_size=16, epochs=3, sync_every=5_000, checkpoint_every_s=1e9, threads=1, nproc=2)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Planted:
+    root = str(tmp_path_factory.mktemp("train"))
+    return planted_corpus(root, groups=20, per_group=25, pairs=300_000, shards=4, row_group_rows=50_000)
+
+
+def _train_here(planted: Planted, out: str, cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
+    """One in-process rank (world size 1), as ``python -m model.train`` runs it."""
+    argv = ["--pairs", planted.pairs_uri, "--vocab", planted.vocab_uri, "--out", out]
+    argv += ["--config", json.dumps(asdict(cfg))]
+    if stop_after is not None:
+        argv += ["--stop-after-pairs", str(stop_after)]
+    return train(parse_args(argv), cfg, DistEnv())
+
+
+def _vectors(out: str) -> np.ndarray:
+    return np.load(os.path.join(out, "vectors.npy"))
+
+
+def test_single_process_writes_vectors_metrics_and_manifest_last(planted: Planted, tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    manifest = _train_here(planted, out, CFG)
+    assert manifest is not None and manifest["kind"] == "train"
+    assert {f["path"] for f in manifest["files"]} == {"vectors.npy", "output_vectors.npy", "metrics.json"}
+    for entry in manifest["files"]:
+        assert storage.sha256_of(os.path.join(out, entry["path"])) == entry["sha256"]
+    assert manifest["pairs_trained"] == 3 * planted.total_pairs
+    assert manifest["vocab_sha256"] == storage.read_manifest(planted.vocab_uri)["sha256"]
+    metrics = json.loads(Path(out, "metrics.json").read_text())
+    assert metrics["world_size"] == 1 and metrics["bytes_communicated"] == 0
+    assert metrics["epoch_loss"][-1] < metrics["epoch_loss"][0]
+    vectors = _vectors(out)
+    assert vectors.shape == (500, 16) and vectors.dtype == np.float32
+    assert group_separation(vectors, planted.groups) > 0.4
+    assert not (tmp_path / "out" / "checkpoints").exists()
+    # a finished stage is not redone
+    stamp = os.path.getmtime(os.path.join(out, "vectors.npy"))
+    assert _train_here(planted, out, CFG)["created_at"] == manifest["created_at"]
+    assert os.path.getmtime(os.path.join(out, "vectors.npy")) == stamp
+
+
+def test_average_output_is_the_mean_of_both_tables(planted: Planted, tmp_path: Path) -> None:
+    out = str(tmp_path / "avg")
+    _train_here(planted, out, replace(CFG, epochs=1, output="average"))
+    output = np.load(os.path.join(out, "output_vectors.npy"))
+    assert output.any()
+    first = str(tmp_path / "in")
+    _train_here(planted, first, replace(CFG, epochs=1))
+    np.testing.assert_allclose(_vectors(out), (_vectors(first) + output) / 2, rtol=1e-6)
+
+
+def test_one_thread_is_deterministic_and_resume_is_exact(planted: Planted, tmp_path: Path) -> None:
+    a, b, resumed = (str(tmp_path / n) for n in ("a", "b", "resumed"))
+    _train_here(planted, a, CFG)
+    _train_here(planted, b, CFG)
+    assert np.array_equal(_vectors(a), _vectors(b))
+    assert _train_here(planted, resumed, CFG, stop_after=400_000) is None
+    assert (tmp_path / "resumed" / "checkpoints" / "latest.json").exists()
+    assert not (tmp_path / "resumed" / "_manifest.json").exists()
+    manifest = _train_here(planted, resumed, CFG)
+    assert manifest["pairs_trained"] == 3 * planted.total_pairs
+    assert np.array_equal(_vectors(resumed), _vectors(a))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_torch_kernel_trains_on_cpu_too(planted: Planted, tmp_path: Path) -> None:
+    out = str(tmp_path / "torch")
+    manifest = _train_here(planted, out, replace(CFG, kernel="torch", batch_size=2048, epochs=1))
+    assert manifest["kernel"] == "torch"
+    assert group_separation(_vectors(out), planted.groups) > 0.3
+
+
+def test_a_checkpoint_from_other_settings_is_refused(planted: Planted, tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    _train_here(planted, out, CFG, stop_after=100_000)
+    with pytest.raises(ValueError, match="different vector_size"):
+        _train_here(planted, out, replace(CFG, vector_size=8))
+
+
+def test_training_refuses_pairs_from_another_vocabulary(planted: Planted, tmp_path: Path) -> None:
+    vocab = str(tmp_path / "vocab")
+    write_vocab(vocab, ["a", "b", "c"], np.array([3, 2, 1]))
+    args = parse_args(["--pairs", planted.pairs_uri, "--vocab", vocab, "--out", str(tmp_path / "o")])
+    with pytest.raises(VocabMismatchError):
+        train(args, CFG, DistEnv())
+
+
+@pytest.fixture(scope="module")
+def two_process_run(planted: Planted, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, list]:
+    """An uninterrupted 2-rank gloo run through launch_training, shared by the comparisons below."""
+    out = str(tmp_path_factory.mktemp("two") / "out")
+    progress: list[dict] = []
+    manifest = launch_training(planted.pairs_uri, planted.vocab_uri, out, CFG, on_progress=progress.append)
+    return out, manifest, progress
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_through_launch_training(
+    two_process_run: tuple[str, dict, list], planted: Planted
+) -> None:
+    out, manifest, progress = two_process_run
+    assert manifest["world_size"] == 2 and manifest["backend"] == "gloo"
+    assert manifest["pairs_trained"] == 3 * planted.total_pairs
+    metrics = json.loads(Path(out, "metrics.json").read_text())
+    vocab, dim = 500, CFG.vector_size
+    syncs = metrics["syncs"]
+    # per sync and rank: both tables (float32) plus 3 float64 stats
+    assert metrics["bytes_communicated"] == syncs * (2 * vocab * dim * 4 + 24)
+    assert metrics["pairs_per_s_per_rank"] == pytest.approx(metrics["pairs_per_s"] / 2)
+    assert len(progress) >= CFG.epochs and {"pairs", "loss", "lr", "eta_s", "pairs_per_s"} <= set(
+        progress[-1]
+    )
+    assert progress[-1]["pairs"] == 3 * planted.total_pairs
+    assert group_separation(_vectors(out), planted.groups) > 0.4
+    assert Path(out, "train.log").exists()
+    # launching again finds the manifest and returns it without training
+    again = launch_training(planted.pairs_uri, planted.vocab_uri, out, CFG)
+    assert again["created_at"] == manifest["created_at"]
+
+
+@pytest.mark.slow
+def test_a_failing_rank_is_reported_with_the_log_tail(planted: Planted, tmp_path: Path) -> None:
+    bad = replace(CFG, device="cuda")  # no GPU here: every rank fails at start
+    with pytest.raises(RuntimeError, match=r"(?s)rank \d.*failed.*no CUDA device"):
+        launch_training(planted.pairs_uri, planted.vocab_uri, str(tmp_path / "out"), bad, max_restarts=0)
+
+
+def _worker_pids(out: str) -> list[int]:
+    """Training ranks for ``out``, found by scanning /proc (their command line names the out dir)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"model.train" in cmd and out.encode() in cmd and b"torch.distributed.run" not in cmd:
+            pids.append(int(entry))
+    return sorted(pids)
+
+
+def _kill_a_rank_after_first_checkpoint(out: str, killed: list[int]) -> None:
+    latest = Path(out, "checkpoints", "latest.json")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not latest.exists():
+        time.sleep(0.01)
+    pids = _worker_pids(out)
+    if latest.exists() and len(pids) == 2:
+        os.kill(pids[-1], signal.SIGKILL)
+        killed.append(pids[-1])
+
+
+@pytest.mark.slow
+def test_killed_rank_is_restarted_and_resumes_from_checkpoint(
+    planted: Planted, two_process_run: tuple[str, dict, list], tmp_path: Path
+) -> None:
+    out = str(tmp_path / "out")
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_a_rank_after_first_checkpoint, args=(out, killed))
+    killer.start()
+    every_sync = replace(CFG, checkpoint_every_s=0.0)  # results do not depend on the cadence
+    manifest = launch_training(planted.pairs_uri, planted.vocab_uri, out, every_sync, max_restarts=1)
+    killer.join()
+    assert killed, "no rank was killed: the run finished before its first checkpoint"
+    log = Path(out, "train.log").read_text()
+    assert "resumed at epoch" in log
+    assert manifest["pairs_trained"] == 3 * planted.total_pairs
+    reference_out, reference, _ = two_process_run
+    assert manifest["final_loss"] == pytest.approx(reference["final_loss"], rel=0.02)
+    sep, ref_sep = (
+        group_separation(_vectors(out), planted.groups),
+        group_separation(_vectors(reference_out), planted.groups),
+    )
+    assert sep == pytest.approx(ref_sep, abs=0.03)
+
+
+@pytest.mark.slow
+def test_resume_with_a_different_world_size(
+    planted: Planted, two_process_run: tuple[str, dict, list], tmp_path: Path
+) -> None:
+    out = str(tmp_path / "out")
+    assert _train_here(planted, out, CFG, stop_after=450_000) is None  # 1 rank, half the work
+    manifest = launch_training(planted.pairs_uri, planted.vocab_uri, out, CFG)  # 2 ranks finish it
+    metrics = json.loads(Path(out, "metrics.json").read_text())
+    assert metrics["resumed_from"]["world_size"] == 1 and metrics["world_size"] == 2
+    # the epoch in progress is redistributed by fraction: the total stays within one sync of exact
+    assert abs(manifest["pairs_trained"] - 3 * planted.total_pairs) <= 2 * CFG.sync_every
+    reference_out, reference, _ = two_process_run
+    assert manifest["final_loss"] == pytest.approx(reference["final_loss"], rel=0.03)
+    assert group_separation(_vectors(out), planted.groups) == pytest.approx(
+        group_separation(_vectors(reference_out), planted.groups), abs=0.05
+    )
+
+
+def test_reads_and_writes_object_storage(s3_bucket: str) -> None:
+    planted = planted_corpus(storage.join(s3_bucket, "run"), pairs=20_000, shards=2, row_group_rows=5_000)
+    out = storage.join(s3_bucket, "run", "train")
+    cfg = replace(CFG, epochs=2)
+    assert _train_here(planted, out, cfg, stop_after=20_000) is None  # leaves a checkpoint on S3
+    assert storage.exists(storage.join(out, "checkpoints", "latest.json"))
+    manifest = _train_here(planted, out, cfg)
+    assert manifest["pairs_trained"] == 40_000
+    assert storage.read_manifest(out, "train") == manifest
+    assert not storage.exists(storage.join(out, "checkpoints"))
+    for entry in manifest["files"]:
+        assert storage.sha256_of(storage.join(out, entry["path"])) == entry["sha256"]
