@@ -21,3 +21,5 @@ def quiet_prefect_defaults() -> None:
     locked" tracebacks) and reach for a network this tool must not need.
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary server's default 20 s start-up limit is too short on a busy 2-core box.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
