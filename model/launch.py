@@ -11,6 +11,7 @@ which rank failed and shows the end of the log.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import json
 import os
@@ -30,6 +31,7 @@ from model.config import TrainConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _PROGRESS = "progress {"
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _FAILED_RANK = re.compile(r"\brank\s*:\s*(\d+)\s*\(local_rank")
 
 
@@ -150,6 +152,7 @@ def _run_streaming(
         text=True,
         bufsize=1,
         start_new_session=True,  # our own process group, so a failure here can stop every rank
+        preexec_fn=_die_with_parent,
     )
     try:
         assert proc.stdout is not None
@@ -167,6 +170,18 @@ def _run_streaming(
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
         raise
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM torchrun (which stops its ranks) if the launcher dies.
+
+    Without it a SIGKILLed flow process leaves torchrun training on in its own session,
+    beside the rerun that resumes the same stage. Linux only; elsewhere a no-op. The
+    thread that starts torchrun is the one that waits for it, so it never exits first.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _deliver(on_progress: Callable[[dict[str, Any]], None], text: str, log: IO[str]) -> None:
