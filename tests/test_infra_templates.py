@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -193,37 +194,48 @@ def _grep_store(store: str, secret: str) -> list[str]:
     return [path for path in fs.find(root) if secret.encode() in fs.cat_file(path)]
 
 
-def _prefect_records(flow_run_id: str) -> list[Any]:
-    """Logs, artifacts and the flow run itself, as the Prefect API holds them."""
-    from uuid import UUID
+# Runs in a fresh interpreter with its own PREFECT_HOME: the temporary Prefect server
+# starts and stops with that process. (prefect_test_harness's teardown can hang on
+# draining its log and event workers, which would stall the whole suite.)
+_SECRET_RUN = """
+import json, sys
+from uuid import UUID
+from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter
+from flows.pretrain import pretrain
+from model import registry
 
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter
-
-    run_id = UUID(flow_run_id)
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id={"any_": [run_id]}))
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
-        )
-        flow_run = client.read_flow_run(run_id)
-    return [*[log.message for log in logs], *[a.data for a in artifacts], flow_run.model_dump_json()]
+args = json.loads(sys.argv[1])
+Secret(value={"aws_access_key_id": args["key_id"], "aws_secret_access_key": args["secret"]}).save("c2v-s3-test")
+summary = pretrain(corpus=[args["corpus"]], store=args["store"], name="s3cred",
+                   overrides=args["overrides"], store_credentials="c2v-s3-test")
+import os
+used = os.environ.get("AWS_SECRET_ACCESS_KEY") == args["secret"]
+manifest = registry.read_manifest(args["store"], "s3cred@" + summary["version"])
+run_id = UUID(manifest["lineage"]["flow_run_id"])
+with get_client(sync_client=True) as client:
+    logs = client.read_logs(log_filter=LogFilter(flow_run_id={"any_": [run_id]}))
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+    flow_run = client.read_flow_run(run_id)
+records = [*[log.message for log in logs], *[a.data for a in artifacts], flow_run.model_dump_json()]
+print("RESULT " + json.dumps({"summary": summary, "used_block_keys": used, "manifest": manifest,
+                               "records": [str(r) for r in records]}, default=str))
+"""
 
 
 @pytest.mark.slow
 def test_s3_credentials_from_a_secret_block_never_leak(
-    s3_bucket: str, spark: Any, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    s3_bucket: str, spark: Any, small_corpus: Path, tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """Publish to a moto S3 store with keys from a Prefect Secret block (none in the environment),
     then look for the secret in every object of the store, the Prefect logs, artifacts and
     parameters, and everything the run printed."""
     import s3fs
-    from prefect.blocks.system import Secret
-    from prefect.testing.utilities import prefect_test_harness
 
     from flows import stages
-    from flows.pretrain import pretrain
 
     key_id, secret = f"C2VKEY{uuid.uuid4().hex[:12].upper()}", f"c2v-secret-{uuid.uuid4().hex}"
     overrides = ["min_count=2", "vector_size=16", "epochs=1", "num_shards=1", "nproc=1"]
@@ -241,26 +253,28 @@ def test_s3_credentials_from_a_secret_block_never_leak(
     uploader = s3fs.S3FileSystem(key=key_id, secret=secret, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
     uploader.put(layout.root, f"{store.removeprefix('s3://')}/runs/{layout.run_id}", recursive=True)
 
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    s3fs.S3FileSystem.clear_instance_cache()
-    with prefect_test_harness():
-        Secret(value={"aws_access_key_id": key_id, "aws_secret_access_key": secret}).save("c2v-s3-test")
-        summary = pretrain(
-            corpus=[str(small_corpus)], store=store, name="s3cred", overrides=overrides,
-            store_credentials="c2v-s3-test",
-        )  # fmt: skip
-        assert os.environ["AWS_SECRET_ACCESS_KEY"] == secret  # the run used the block's keys
-        from model import registry
-
-        manifest = registry.read_manifest(store, f"s3cred@{summary['version']}")
-        records = _prefect_records(manifest["lineage"]["flow_run_id"])
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    env.pop("PREFECT_API_URL", None)
+    env.update({"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    args = {
+        "key_id": key_id,
+        "secret": secret,
+        "corpus": str(small_corpus),
+        "store": store,
+        "overrides": overrides,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _SECRET_RUN, json.dumps(args)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    summary, manifest, records = result["summary"], result["manifest"], result["records"]
+    assert result["used_block_keys"]  # the run used the block's keys
     assert summary["uri"].startswith(f"{store}/embeddings/s3cred/")
-    assert any("store credentials from Secret block 'c2v-s3-test'" in str(r) for r in records)
-    printed = capfd.readouterr()
+    assert any("store credentials from Secret block 'c2v-s3-test'" in r for r in records)
     leaks = _grep_store(store, secret) + _grep_store(local, secret)
-    leaks += [str(r)[:80] for r in records if secret in str(r)]
-    leaks += ["stdout/stderr"] if secret in printed.out + printed.err else []
+    leaks += [r[:80] for r in records if secret in r]
+    leaks += ["stdout/stderr"] if secret in proc.stdout + proc.stderr + "".join(capfd.readouterr()) else []
     assert not leaks, f"the secret key leaked into: {leaks}"
     assert key_id not in json.dumps(manifest)
