@@ -10,7 +10,6 @@ cosine between -0.15 and 0.26.
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -18,39 +17,14 @@ import numpy as np
 import pytest
 
 from model.evaluate import unit_rows
-from tests.conftest import SAMPLE_CORPUS
-from tests.model.embedding_helpers import publish_table
+from tests.model.embedding_helpers import gensim_sample_table, publish_table
 
 pytestmark = pytest.mark.slow
 
 
 def train_sample_vectors(seed: int) -> tuple[list[str], list[int], np.ndarray]:
-    """gensim CBOW on the shipped sample corpus, tokenized like the pipeline; (words, counts, vectors).
-
-    CBOW with 3 epochs and 32 dimensions keeps this to a few seconds; one
-    worker keeps it deterministic for a given seed.
-    """
-    from gensim.models import Word2Vec
-
-    from jobs.tokenize import tokenize
-
-    with gzip.open(SAMPLE_CORPUS, "rt", encoding="utf-8") as lines:
-        docs = [tokens for line in lines if (tokens := tokenize(json.loads(line)["text"]))]
-    model = Word2Vec(
-        docs,
-        vector_size=32,
-        window=5,
-        min_count=5,
-        sample=1e-3,
-        negative=5,
-        epochs=3,
-        sg=0,
-        workers=1,
-        seed=seed,
-    )
-    words = list(model.wv.index_to_key)
-    counts = [int(model.wv.get_vecattr(w, "count")) for w in words]
-    return words, counts, np.asarray(model.wv.vectors, dtype=np.float32)
+    """gensim CBOW on the shipped sample corpus (min_count 5): (words, counts, vectors)."""
+    return gensim_sample_table(seed=seed, min_count=5)
 
 
 @pytest.fixture(scope="module")

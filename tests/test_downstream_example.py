@@ -7,9 +7,7 @@ the example then pulls them like a downstream team would.
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
-import json
 import sys
 from types import ModuleType
 
@@ -17,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, SAMPLE_CORPUS
-from tests.model.embedding_helpers import publish_table
+from tests.model.embedding_helpers import gensim_sample_table, publish_table
 
 pytestmark = pytest.mark.slow
 
@@ -42,29 +40,10 @@ def example() -> ModuleType:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """``sample@latest``: gensim CBOW on the sample corpus, tokenized like the pipeline, published."""
-    from gensim.models import Word2Vec
-
-    from jobs.tokenize import tokenize
-
     root = tmp_path_factory.mktemp("downstream")
-    with gzip.open(SAMPLE_CORPUS, "rt", encoding="utf-8") as lines:
-        docs = [tokens for line in lines if (tokens := tokenize(json.loads(line)["text"]))]
-    model = Word2Vec(
-        docs,
-        vector_size=32,
-        window=5,
-        min_count=3,
-        sample=1e-3,
-        negative=5,
-        epochs=3,
-        sg=0,
-        workers=1,
-        seed=1,
-    )
-    words = list(model.wv.index_to_key)
-    counts = [int(model.wv.get_vecattr(w, "count")) for w in words]
+    words, counts, vectors = gensim_sample_table(seed=1, min_count=3)
     store = str(root / "store")
-    publish_table(store, "sample", words, counts, np.asarray(model.wv.vectors, dtype=np.float32))
+    publish_table(store, "sample", words, counts, vectors)
     return {"store": store, "cache": str(root / "cache")}
 
 

@@ -399,10 +399,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scaling", action="store_true", help="add the 1-vs-2 process and corpus-size tables"
     )
     parser.add_argument("--fractions", default="0.25,0.5,1")
-    parser.add_argument(
-        "--peer-fraction", action="append", default=[], metavar="PEER=F",
-        help="run PEER on the first fraction F of the corpus (a slow peer, e.g. spark-mllib=0.25); labelled in the table",
-    )  # fmt: skip
     parser.add_argument("--child", choices=sorted(PEERS), help=argparse.SUPPRESS)
     parser.add_argument("--vectors", help=argparse.SUPPRESS)
     parser.add_argument("--tokens", type=int, default=0, help=argparse.SUPPRESS)

@@ -53,3 +53,28 @@ def publish_table(
         eval_cfg=eval_cfg or EvalConfig(),
         **kwargs,
     )
+
+
+def gensim_sample_table(seed: int, min_count: int) -> tuple[list[str], list[int], np.ndarray]:
+    """gensim CBOW on the shipped sample corpus, tokenized like the pipeline: (words, counts, vectors).
+
+    A real trained table in seconds for tests that need meaningful vectors without a
+    pipeline run: CBOW, 3 epochs, 32 dimensions, one worker (deterministic per seed).
+    """
+    import gzip
+    import json
+
+    from gensim.models import Word2Vec
+
+    from flows.defaults import SAMPLE_CORPUS
+    from jobs.tokenize import tokenize
+
+    with gzip.open(SAMPLE_CORPUS, "rt", encoding="utf-8") as lines:
+        docs = [tokens for line in lines if (tokens := tokenize(json.loads(line)["text"]))]
+    model = Word2Vec(
+        docs, vector_size=32, window=5, min_count=min_count, sample=1e-3, negative=5,
+        epochs=3, sg=0, workers=1, seed=seed,
+    )  # fmt: skip
+    words = list(model.wv.index_to_key)
+    counts = [int(model.wv.get_vecattr(w, "count")) for w in words]
+    return words, counts, np.asarray(model.wv.vectors, dtype=np.float32)
