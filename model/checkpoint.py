@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -28,26 +27,9 @@ LATEST = "latest.json"
 
 
 def save_npy(url: str, array: np.ndarray) -> None:
-    """Write ``array`` as ``.npy`` at ``url`` atomically (local: temp file + rename; remote: one PUT)."""
-    fs, path = storage.get_fs(url)
-    if storage.is_local(url):
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, array, allow_pickle=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return
-    with tempfile.NamedTemporaryFile(suffix=".npy") as handle:
+    """Write ``array`` as ``.npy`` at ``url`` atomically (no pickles)."""
+    with storage.open_atomic(url) as handle:
         np.save(handle, array, allow_pickle=False)
-        handle.flush()
-        fs.put_file(handle.name, path)
 
 
 def load_npy(url: str) -> np.ndarray:

@@ -406,29 +406,12 @@ class HashingWriter:
 def write_file(dir_url: str, name: str, produce: Callable[[HashingWriter], Any]) -> dict[str, Any]:
     """Stream one file into ``dir_url`` and return its manifest entry (path, bytes, sha256).
 
-    Local files appear atomically (temp + fsync + rename); on object stores the
-    upload becomes visible when it completes. A failed write leaves at most an
-    object that no manifest lists.
+    The file appears atomically (:func:`model.storage.open_atomic`), so a failed
+    write leaves nothing behind that a reader could take for a finished file.
     """
-    url = storage.join(dir_url, name)
-    fs, path = storage.get_fs(url)
-    if storage.is_local(url):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex}-{name}")
-        try:
-            with open(tmp, "wb") as handle:
-                writer = HashingWriter(handle)
-                produce(writer)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    else:
-        with fs.open(path, "wb") as handle:
-            writer = HashingWriter(handle)
-            produce(writer)
+    with storage.open_atomic(storage.join(dir_url, name)) as handle:
+        writer = HashingWriter(handle)
+        produce(writer)
     return {"path": name, "bytes": writer.bytes, "sha256": writer.digest.hexdigest()}
 
 

@@ -12,13 +12,15 @@ reader that follows the manifest never sees a half-written output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import posixpath
+import tempfile
 import time
-import uuid
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -51,28 +53,39 @@ def exists(url: str) -> bool:
     return bool(fs.exists(path))
 
 
-def write_bytes_atomic(url: str, data: bytes) -> None:
-    """Write ``data`` so that readers see either nothing or the whole file.
+@contextlib.contextmanager
+def open_atomic(url: str) -> Iterator[BinaryIO]:
+    """A binary handle whose bytes appear at ``url`` only if the ``with`` block finishes.
 
-    Local: write a hidden temp file in the same folder, fsync, then ``os.replace``.
-    Object stores: a single PUT is already all-or-nothing.
+    Local: a hidden temp file in the same folder, fsync, then ``os.replace``.
+    Object stores: a local temp file uploaded in one ``put`` after the block
+    succeeds (an fsspec write handle would commit a partial upload on error).
+    Either way a reader sees nothing or the whole file, never a torn one.
     """
     fs, path = get_fs(url)
-    if _is_local_fs(fs):
-        folder = os.path.dirname(path)
+    local = _is_local_fs(fs)
+    folder = os.path.dirname(path) if local else None
+    if folder:
         os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{posixpath.basename(path)}", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        if local:
             os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    else:
-        fs.pipe_file(path, data)
+        else:
+            fs.put_file(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Write ``data`` so that readers see either nothing or the whole file."""
+    with open_atomic(url) as handle:
+        handle.write(data)
 
 
 def _is_local_fs(fs: fsspec.AbstractFileSystem) -> bool:
