@@ -176,10 +176,11 @@ def _finished(layout: stages.RunLayout, stage: str) -> dict[str, Any] | None:
     return storage.read_manifest(layout.stage(stage), stage)
 
 
-def _log_done(stage: str, output: str, facts: dict[str, Any]) -> None:
-    """One INFO line per finished stage: its counts and where its output is, for the run's log."""
+def _stage_done(stage: str, output: str, facts: dict[str, Any]) -> None:
+    """A finished stage's counts and output: one INFO line in the run's log, one event for the terminal."""
     shown = ", ".join(f"{k}={_short(v)}" for k, v in facts.items())
     get_run_logger().info("%s done: %s -> %s", stage, shown, output)
+    events.emit("done", stage, **facts)
 
 
 def _short(value: Any) -> str:
@@ -219,8 +220,7 @@ def tokenize_corpus(corpus: list[str], layout: stages.RunLayout, cfg: PipelineCo
         f"Input files skipped by the tokenize stage, {where}",
     )
     keys = ("input_files", "rejected_files", "documents", "sentences", "tokens", "duplicates_removed")
-    _log_done("tokenize", layout.stage("tokens"), {k: manifest.get(k) for k in keys})
-    events.emit("done", "tokenize", **{k: manifest.get(k) for k in keys})
+    _stage_done("tokenize", layout.stage("tokens"), {k: manifest.get(k) for k in keys})
     return manifest
 
 
@@ -246,8 +246,7 @@ def count_vocabulary(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -
             f"The {len(top)} most frequent words and their share of all tokens, run {layout.run_id}",
         )
     facts = {k: manifest.get(k) for k in ("vocab_size", "coverage", "total_tokens")}
-    _log_done("count", vocab_uri, facts)
-    events.emit("done", "count", vocab_size=facts["vocab_size"], coverage=facts["coverage"])
+    _stage_done("count", vocab_uri, facts)
     return manifest
 
 
@@ -266,8 +265,9 @@ def emit_pairs(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict
         reporting.pairs_rows(manifest),
         f"Pair shards of run {layout.run_id}: {layout.stage('pairs')}",
     )
-    _log_done("pairs", layout.stage("pairs"), {k: manifest.get(k) for k in ("total_pairs", "bytes_per_pair")})
-    events.emit("done", "pairs", total_pairs=manifest.get("total_pairs"))
+    _stage_done(
+        "pairs", layout.stage("pairs"), {k: manifest.get(k) for k in ("total_pairs", "bytes_per_pair")}
+    )
     return manifest
 
 
@@ -305,8 +305,7 @@ def train_embeddings(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -
     )
     _report(reporting.publish_loss_curve, name, metrics, layout.run_id)
     keys = ("world_size", "pairs_trained", "seconds", "pairs_per_s", "final_loss")
-    _log_done("train", layout.stage("train"), {k: manifest.get(k) for k in keys})
-    events.emit("done", "train", **{k: manifest.get(k) for k in keys})
+    _stage_done("train", layout.stage("train"), {k: manifest.get(k) for k in keys})
     return manifest
 
 
@@ -330,8 +329,7 @@ def evaluate_vectors(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -
         reporting.neighbour_rows(report),
         f"Nearest neighbours (cosine) of the probe words, run {layout.run_id}",
     )
-    _log_done("evaluate", layout.stage("eval"), report.get("metrics", {}))
-    events.emit("done", "evaluate", **report.get("metrics", {}))
+    _stage_done("evaluate", layout.stage("eval"), report.get("metrics", {}))
     return report
 
 
@@ -364,8 +362,7 @@ def publish_version(
         reporting.publish_markdown(result, layout.store, flow_run_id),
         f"Published {result['name']}@{result['version']}: {result['uri']}",
     )
-    _log_done("publish", result["uri"], {"version": result["version"], "parent": result.get("parent")})
-    events.emit("done", "publish", version=result["version"], uri=result["uri"])
+    _stage_done("publish", result["uri"], {"version": result["version"], "parent": result.get("parent")})
     return result
 
 

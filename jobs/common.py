@@ -12,7 +12,8 @@ import argparse
 import hashlib
 import io
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -148,3 +149,27 @@ def common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override"
     )
+
+
+def run_job_main(
+    args: argparse.Namespace, job: str, run: Callable[[Any, Any], dict[str, Any]], keys: tuple[str, ...]
+) -> int:
+    """The shared body of every job's ``main``: Spark session, the job, its counts, exit code.
+
+    ``run(spark, cfg)`` gets the whole pipeline config; bad input (ValueError, a missing
+    stage) prints ``error: ...`` and exits 2 instead of a Java-laden traceback.
+    """
+    from jobs.session import get_spark
+    from model.config import load_config
+
+    cfg = load_config(args.preset, args.overrides)
+    spark = get_spark(args.master, app_name=f"corpus2vec-{job}")
+    try:
+        manifest = run(spark, cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        spark.stop()
+    print(" ".join(f"{k}={manifest[k]}" for k in keys))
+    return 0

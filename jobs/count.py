@@ -182,26 +182,15 @@ def read_vocab(vocab_uri: str) -> tuple[pa.Table, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m jobs.count --tokens URI --out URI``; prints vocab size and coverage."""
-    from jobs.session import get_spark
-    from model.config import load_config
-
     parser = argparse.ArgumentParser(prog="python -m jobs.count", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", required=True, help="finished tokens stage URL")
     parser.add_argument("--out", required=True, help="output folder URL (the vocab stage dir)")
     common.common_args(parser)
     args = parser.parse_args(argv)
-    cfg = load_config(args.preset, args.overrides).vocab
-    spark = get_spark(args.master, app_name="corpus2vec-count")
-    try:
-        manifest = run_count(spark, args.tokens, args.out, cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        spark.stop()
     keys = ("vocab_size", "total_tokens", "retained_tokens", "coverage", "types", "seconds")
-    print(" ".join(f"{k}={manifest[k]}" for k in keys))
-    return 0
+    return common.run_job_main(
+        args, "count", lambda spark, cfg: run_count(spark, args.tokens, args.out, cfg.vocab), keys
+    )
 
 
 if __name__ == "__main__":

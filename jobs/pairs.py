@@ -563,27 +563,16 @@ def run_pairs(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m jobs.pairs --tokens URI --vocab URI --out URI``; prints pair counts."""
-    from jobs.session import get_spark
-    from model.config import load_config
-
     parser = argparse.ArgumentParser(prog="python -m jobs.pairs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", required=True, help="finished tokens stage URL")
     parser.add_argument("--vocab", required=True, help="finished vocab stage URL")
     parser.add_argument("--out", required=True, help="output folder URL (the pairs stage dir)")
     common.common_args(parser)
     args = parser.parse_args(argv)
-    cfg = load_config(args.preset, args.overrides).pairs
-    spark = get_spark(args.master, app_name="corpus2vec-pairs")
-    try:
-        manifest = run_pairs(spark, args.tokens, args.vocab, args.out, cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        spark.stop()
     keys = ("total_pairs", "tokens_in", "tokens_kept", "bytes_per_pair", "adjacent_same_center", "seconds")
-    print(" ".join(f"{k}={manifest[k]}" for k in keys))
-    return 0
+    return common.run_job_main(
+        args, "pairs", lambda spark, cfg: run_pairs(spark, args.tokens, args.vocab, args.out, cfg.pairs), keys
+    )
 
 
 if __name__ == "__main__":

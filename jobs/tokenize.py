@@ -377,23 +377,11 @@ def _stats(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m jobs.tokenize CORPUS... --out URI``; prints the manifest's counts."""
-    from jobs.session import get_spark
-    from model.config import load_config
-
     parser = argparse.ArgumentParser(prog="python -m jobs.tokenize", description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", nargs="+", help="files, folders, globs, URLs or *.paths lists")
     parser.add_argument("--out", required=True, help="output folder URL (the tokens stage dir)")
     common.common_args(parser)
     args = parser.parse_args(argv)
-    cfg = load_config(args.preset, args.overrides).corpus
-    spark = get_spark(args.master, app_name="corpus2vec-tokenize")
-    try:
-        manifest = run_tokenize(spark, args.corpus, args.out, cfg)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        spark.stop()
     keys = (
         "input_files",
         "documents",
@@ -403,8 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         "rejected_files",
         "seconds",
     )
-    print(" ".join(f"{k}={manifest[k]}" for k in keys))
-    return 0
+    return common.run_job_main(
+        args, "tokenize", lambda spark, cfg: run_tokenize(spark, args.corpus, args.out, cfg.corpus), keys
+    )
 
 
 if __name__ == "__main__":
