@@ -145,6 +145,7 @@ def pairs_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     tokens_in, kept = manifest.get("tokens_in"), manifest.get("tokens_kept")
     values = {
         "total_pairs": manifest.get("total_pairs"),
+        "draws": manifest.get("draws", 1),  # independent samples; epoch e reads draw e % draws
         "shards": len(manifest.get("files", [])),
         "bytes_per_pair": manifest.get("bytes_per_pair"),
         "bytes_total": sum(int(f.get("bytes", 0)) for f in manifest.get("files", [])),

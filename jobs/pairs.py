@@ -39,7 +39,7 @@ import argparse
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -388,27 +388,55 @@ PAIRS_PARQUET = {
 }
 
 
+def draw_seed(seed: int, draw: int) -> int:
+    """The seed of draw ``draw``: ``seed`` itself for draw 0 (so ``draws=1`` is the single-draw
+    layout), an independent 63-bit stream for the others."""
+    return seed if draw == 0 else common.stable_hash64("draw", seed, draw) >> 1
+
+
+def draw_path(draw: int, shard: int) -> str:
+    """Where draw ``draw`` of shard ``shard`` lives, relative to the pairs folder.
+
+    Draw 0 is ``part-NNNNN.parquet`` at the top, exactly DESIGN.md's single-draw
+    layout, so a consumer that knows nothing of draws still reads one complete,
+    valid set of pairs; draw d >= 1 goes to ``draw-DD/``.
+    """
+    name = f"part-{shard:05d}.parquet"
+    return name if draw == 0 else f"draw-{draw:02d}/{name}"
+
+
 def write_shard(
     index: int, items: Iterable[tuple[int, Record]], out_uri: str, tables: Any, cfg: PairsConfig, env: dict
 ) -> Iterator[dict[str, Any]]:
-    """Task body after the shuffle: generate, shuffle and write shard ``index`` as one file."""
+    """Task body after the shuffle: generate, shuffle and write shard ``index``, one file per draw.
+
+    The shard's sentences are gathered once; each draw re-runs subsampling, windows,
+    row shuffle and negatives from its own seed, so draws are independent samples
+    of the same word2vec process (what word2vec does afresh every epoch).
+    """
     common.apply_store_env(env)
     records = [record for _, record in items]
-    rows = shard_rows(records, tables.value, cfg)
-    bitgen = shard_bitgen(cfg.seed, index)
-    packed = shuffle_rows(rows.packed, bitgen)
-    same, expected = adjacent_same_center((packed >> np.uint64(32)).astype(np.int32))
-    groups = shard_tables(packed, NegativeSampler(tables.value, bitgen), cfg.negative, cfg.row_group_size)
-    url = storage.join(out_uri, f"part-{index:05d}.parquet")
-    entry = common.write_parquet_atomic(url, pairs_schema(cfg.negative), groups, **PAIRS_PARQUET)
-    yield {
-        **entry,
-        "sentences": len(records),
-        "tokens_in": rows.tokens_in,
-        "tokens_kept": rows.tokens_kept,
-        "adjacent_same": same,
-        "adjacent_expected": expected,
-    }
+    records.sort()
+    for draw in range(cfg.draws or 1):
+        seed = draw_seed(cfg.seed, draw)
+        rows = shard_rows(records, tables.value, replace(cfg, seed=seed))
+        bitgen = shard_bitgen(seed, index)
+        packed = shuffle_rows(rows.packed, bitgen)
+        same, expected = adjacent_same_center((packed >> np.uint64(32)).astype(np.int32))
+        groups = shard_tables(packed, NegativeSampler(tables.value, bitgen), cfg.negative, cfg.row_group_size)
+        url = storage.join(out_uri, draw_path(draw, index))
+        entry = common.write_parquet_atomic(url, pairs_schema(cfg.negative), groups, **PAIRS_PARQUET)
+        del packed, groups
+        yield {
+            **entry,
+            "path": draw_path(draw, index),
+            "draw": draw,
+            "sentences": len(records),
+            "tokens_in": rows.tokens_in,
+            "tokens_kept": rows.tokens_kept,
+            "adjacent_same": same,
+            "adjacent_expected": expected,
+        }
 
 
 # ----------------------------------------------------------------------------- driver
@@ -531,16 +559,19 @@ def run_pairs(
     storage.remove(out_uri)
     shards = sorted(
         make_pairs(spark, tokens_uri, tokens, vocab, vocab_manifest, out_uri, cfg, partitions),
-        key=lambda e: e["path"],
+        key=lambda e: (e["draw"], e["path"]),
     )
-    total = sum(e["rows"] for e in shards)
+    draws = cfg.draws or 1
+    draw_pairs = [sum(e["rows"] for e in shards if e["draw"] == d) for d in range(draws)]
+    first = [e for e in shards if e["draw"] == 0]
+    total = sum(draw_pairs)
     same = sum(e["adjacent_same"] for e in shards)
     expected = sum(e["adjacent_expected"] for e in shards)
     gaps = max(1, sum(max(0, e["rows"] - 1) for e in shards))
     return storage.write_manifest(
         out_uri,
         KIND,
-        [{k: e[k] for k in ("path", "bytes", "sha256", "rows", "row_groups")} for e in shards],
+        [{k: e[k] for k in ("path", "bytes", "sha256", "rows", "row_groups", "draw")} for e in shards],
         vocab_sha256=vocab_manifest["sha256"],
         vocab_size=vocab.num_rows,
         tokens_sha=storage.sha256_of(storage.join(tokens_uri, storage.MANIFEST)),
@@ -550,9 +581,11 @@ def run_pairs(
         ns_exponent=cfg.ns_exponent,
         seed=cfg.seed,
         num_shards=cfg.num_shards,
+        draws=draws,
+        draw_pairs=draw_pairs,
         total_pairs=total,
-        tokens_in=sum(e["tokens_in"] for e in shards),
-        tokens_kept=sum(e["tokens_kept"] for e in shards),
+        tokens_in=sum(e["tokens_in"] for e in first),
+        tokens_kept=sum(e["tokens_kept"] for e in first),
         bytes_per_pair=sum(e["bytes"] for e in shards) / max(1, total),
         adjacent_same_center=same / gaps,
         adjacent_same_center_baseline=expected / gaps,

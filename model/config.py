@@ -60,6 +60,9 @@ class PairsConfig:
     num_shards: int = 4
     broadcast_vocab_max: int = 2_000_000  # above this many words the vocab is joined, not broadcast
     row_group_size: int = 1_000_000  # pairs per Parquet row group (streaming reads)
+    # independent draws of subsampling, windows and negatives; training epoch e reads
+    # draw e % draws. None = one per training epoch (word2vec redraws every epoch).
+    draws: int | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,10 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
         (cfg.pairs.negative >= 1, "pairs.negative must be >= 1"),
         (cfg.pairs.sample >= 0, "pairs.sample must be >= 0 (0 disables subsampling)"),
         (cfg.pairs.num_shards >= 1, "pairs.num_shards must be >= 1"),
+        (
+            cfg.pairs.draws is None or cfg.pairs.draws >= 1,
+            "pairs.draws must be >= 1 (or null: one per epoch)",
+        ),
         (cfg.corpus.max_sentence_tokens >= 2, "corpus.max_sentence_tokens must be >= 2"),
         (0 <= cfg.corpus.max_bad_fraction <= 1, "corpus.max_bad_fraction must be in [0, 1]"),
         (cfg.train.vector_size >= 1, "train.vector_size must be >= 1"),
@@ -203,6 +210,8 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
     for ok, message in checks:
         if not ok:
             raise ValueError(f"invalid config: {message}")
+    if cfg.pairs.draws is None:
+        cfg = with_section(cfg, "pairs", draws=cfg.train.epochs)
     return cfg
 
 

@@ -2,7 +2,10 @@
 
 What each rank reads in epoch ``e`` (world size ``W``, seed ``s``):
 
-* The *units* are the manifest's files in manifest order. When there are fewer
+* Epoch ``e`` reads draw ``e % draws`` of the pairs (the pairs job writes ``draws``
+  independent samples, one per epoch by default, as word2vec redraws every epoch);
+  the files of other draws are not read that epoch.
+* The *units* are the epoch's files in manifest order. When there are fewer
   files than ranks, the units are the files' Parquet row groups instead, so every
   rank still gets data (a rank can still get nothing if there are fewer row
   groups than ranks; training copes, it just contributes no updates).
@@ -98,6 +101,23 @@ def check_inputs(pairs_uri: str, vocab_uri: str) -> tuple[dict[str, Any], dict[s
     return pairs, vocab
 
 
+def draw_count(manifest: dict[str, Any]) -> int:
+    """How many independent draws the pairs manifest holds (1 for single-draw outputs)."""
+    return int(manifest.get("draws", 1))
+
+
+def epoch_draw(manifest: dict[str, Any], epoch: int) -> int:
+    """The draw that epoch ``epoch`` reads."""
+    return epoch % draw_count(manifest)
+
+
+def epoch_pairs(manifest: dict[str, Any], epoch: int) -> int:
+    """Pairs in epoch ``epoch`` (all ranks): the size of the draw it reads."""
+    if "draw_pairs" in manifest:
+        return int(manifest["draw_pairs"][epoch_draw(manifest, epoch)])
+    return int(manifest["total_pairs"])
+
+
 class PairReader:
     """Streams one rank's share of the pair shards listed in a pairs manifest.
 
@@ -155,7 +175,8 @@ class PairReader:
     def assignment(self, epoch: int, rank: int | None = None) -> list[RowGroup]:
         """The row groups ``rank`` (default: this reader's) reads in ``epoch``, in reading order."""
         rank = self.rank if rank is None else rank
-        paths = [f["path"] for f in self.manifest["files"]]
+        draw = epoch_draw(self.manifest, epoch)
+        paths = [f["path"] for f in self.manifest["files"] if int(f.get("draw", 0)) == draw]
         if len(paths) >= self.world:
             units: list[list[RowGroup]] = [self._row_groups[p] for p in paths]
         else:

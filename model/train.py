@@ -102,7 +102,7 @@ import torch.distributed as dist
 
 from model import checkpoint, storage
 from model.config import PipelineConfig, TrainConfig
-from model.reader import Batch, PairReader, check_inputs
+from model.reader import Batch, PairReader, check_inputs, draw_count, epoch_pairs
 from model.sgns import SGNS, init_tables
 
 PROGRESS_EVERY_S = 2.0
@@ -229,7 +229,8 @@ class Trainer:
         self.threads = thread_count(cfg, env)
         self.pairs_manifest, self.vocab_manifest = check_inputs(args.pairs, args.vocab)
         self.vocab_size = int(self.vocab_manifest["vocab_size"])
-        self.total_pairs = int(self.pairs_manifest["total_pairs"])
+        self.total_pairs = int(self.pairs_manifest["total_pairs"])  # all draws: identifies the pairs
+        self.pairs_per_epoch = [epoch_pairs(self.pairs_manifest, e) for e in range(cfg.epochs)]
         batch = cfg.batch_size if self.kernel == "torch" else max(cfg.batch_size, NUMBA_BATCH)
         self.reader = PairReader(
             args.pairs,
@@ -409,7 +410,8 @@ class Trainer:
         print(
             f"train: world={self.env.world} backend={self.backend} kernel={self.kernel} "
             f"threads={self.threads} V={self.vocab_size} d={self.cfg.vector_size} "
-            f"pairs/epoch={self.total_pairs} epochs={self.cfg.epochs}"
+            f"pairs/epoch={self.pairs_per_epoch[0]} epochs={self.cfg.epochs} "
+            f"draws={draw_count(self.pairs_manifest)}"
             + (f" resumed at epoch {resumed['epoch']} fraction {resumed['fraction']}" if resumed else ""),
             file=sys.stderr,
             flush=True,
@@ -422,8 +424,8 @@ class Trainer:
         if self.env.rank != 0 or (now - last_t < PROGRESS_EVERY_S and not force):
             return
         cfg = self.cfg
-        total = self.total_pairs * cfg.epochs
-        global_done = (epoch + done / max(1, n_rank)) * self.total_pairs
+        total = sum(self.pairs_per_epoch)
+        global_done = sum(self.pairs_per_epoch[:epoch]) + done / max(1, n_rank) * self.pairs_per_epoch[epoch]
         rate = self._session_pairs * self.env.world / max(1e-9, now - self._t0)
         record = {
             "epoch": epoch,

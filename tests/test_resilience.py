@@ -187,8 +187,9 @@ def in_training(run: Path) -> bool:
         return False
     with contextlib.suppress(ValueError, OSError):
         pairs_done = int(json.loads(pointer.read_text())["name"].split("-")[1])
-        total = json.loads((run / "pairs" / "_manifest.json").read_text())["total_pairs"]
-        return pairs_done > total  # mid-run: more than one epoch of six done
+        pairs = json.loads((run / "pairs" / "_manifest.json").read_text())
+        epoch = pairs.get("draw_pairs", [pairs["total_pairs"]])[0]
+        return pairs_done > epoch  # mid-run: more than one epoch of six done
     return False
 
 

@@ -203,7 +203,7 @@ def report(rows: list[dict[str, Any]], gensim: tuple[float, int, int] | None, co
             per_core = m["total_pairs"] / row["seconds"] / row["cores"]
             per_cpu = m["total_pairs"] / max(row["cpu"], 1e-9)
             output = (
-                f"{m['total_pairs']:,} pairs, {m['bytes_per_pair']:.2f} B/pair, "
+                f"{m['total_pairs']:,} pairs ({m.get('draws', 1)} draw(s)), {m['bytes_per_pair']:.2f} B/pair, "
                 f"{per_core / 1e6:.2f} M pairs/s/core (wall), {per_cpu / 1e6:.2f} M pairs/CPU-s, adjacent same centre "
                 f"{m['adjacent_same_center']:.5f} (baseline {m['adjacent_same_center_baseline']:.5f})"
             )

@@ -8,7 +8,7 @@ bench preset (vector_size 100, 3 epochs, alpha 0.025) through ``launch_training`
 and is scored like gensim: analogy accuracy on questions-words (restrict_vocab
 30000), Spearman on WordSim353 and SimLex-999. gensim 4.4 runs skip-gram with
 the DESIGN.md reference settings on the raw corpus; its speed is converted to
-pairs/s with the pairs-per-token ratio of the pairs manifest (total_pairs /
+pairs/s with the pairs-per-token ratio of the pairs manifest (total_pairs / draws /
 total_tokens), since our trainer consumes pre-built pairs. Results go to
 ``{out}/bench_train.json`` and a table on stdout.
 """
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pairs = storage.require_manifest(args.pairs, "pairs")
     vocab = storage.require_manifest(args.vocab, "vocab")
-    pairs_per_token = pairs["total_pairs"] / vocab["total_tokens"]
+    pairs_per_token = pairs["total_pairs"] / pairs.get("draws", 1) / vocab["total_tokens"]  # per epoch
     fs, path = storage.get_fs(storage.join(args.vocab, "vocab.parquet"))
     with fs.open(path, "rb") as handle:
         words = pq.read_table(handle, columns=["word"]).column("word").to_pylist()

@@ -213,8 +213,10 @@ def run_corpus2vec(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int)
         "train_inner_s": manifest.get("seconds"),
         "words_per_s": int(vocab["total_tokens"]) * cfg.train.epochs / train,
         "pairs_per_s": manifest.get("pairs_per_s"),
-        "pairs_per_word": pairs["total_pairs"] / max(1, int(vocab["total_tokens"])),
+        # per epoch: the manifest's total covers all draws (one per epoch by default)
+        "pairs_per_word": pairs["total_pairs"] / pairs.get("draws", 1) / max(1, int(vocab["total_tokens"])),
         "total_pairs": pairs["total_pairs"],
+        "draws": pairs.get("draws", 1),
         "bytes_per_pair": pairs.get("bytes_per_pair"),
         "vocab_size": len(words),
     }

@@ -89,3 +89,45 @@ def test_sample_zero_keeps_every_token(spark, pipeline, tmp_path) -> None:
     cfg = replace(TINY_PAIRS, sample=0.0, num_shards=2)
     manifest = run_pairs(spark, pipeline.tokens, pipeline.vocab, str(tmp_path / "p"), cfg)
     assert manifest["tokens_kept"] == manifest["tokens_in"]
+
+
+def test_each_draw_is_an_independent_sample_and_epochs_cycle_through_them(spark, pipeline, tmp_path) -> None:
+    """draws=3: draw 0 is the single-draw output byte for byte; draws 1 and 2 are fresh samples of
+    the same process (similar size, different rows); epoch e reads exactly draw e % 3."""
+    from model.reader import PairReader, epoch_pairs
+
+    out = str(tmp_path / "pairs")
+    manifest = run_pairs(spark, pipeline.tokens, pipeline.vocab, out, replace(TINY_PAIRS, draws=3))
+    single = pipeline.manifests["pairs"]
+    assert manifest["draws"] == 3 and len(manifest["files"]) == 3 * len(single["files"])
+    by_draw = {d: [f for f in manifest["files"] if f["draw"] == d] for d in range(3)}
+    assert shas({"files": by_draw[0]}) == shas(single)
+    assert all(f["path"].startswith(f"draw-{d:02d}/") for d in (1, 2) for f in by_draw[d])
+    assert manifest["draw_pairs"] == [sum(f["rows"] for f in by_draw[d]) for d in range(3)]
+    assert manifest["total_pairs"] == sum(manifest["draw_pairs"])
+    assert manifest["draw_pairs"][0] == single["total_pairs"]
+    sizes = np.array(manifest["draw_pairs"], dtype=float)
+    assert sizes.std() / sizes.mean() < 0.02  # same process, same expected size
+    assert len({f["sha256"] for f in manifest["files"]}) == len(manifest["files"])
+
+    def epoch_rows(epoch: int) -> np.ndarray:
+        reader = PairReader(out, manifest, manifest["vocab_size"], seed=1, prefetch=0)
+        batches = list(reader.epoch_batches(epoch))
+        return np.sort(np.concatenate([b.center.astype(np.int64) << 32 | b.context for b in batches]))
+
+    def draw_rows(draw: int) -> np.ndarray:
+        tables = [pq.read_table(storage.join(out, f["path"])) for f in by_draw[draw]]
+        return np.sort(
+            np.concatenate(
+                [
+                    t.column("center").to_numpy().astype(np.int64) << 32 | t.column("context").to_numpy()
+                    for t in tables
+                ]
+            )
+        )
+
+    for epoch in range(4):
+        assert len(epoch_rows(epoch)) == epoch_pairs(manifest, epoch) == manifest["draw_pairs"][epoch % 3]
+        assert np.array_equal(epoch_rows(epoch), draw_rows(epoch % 3))
+    # another subsampling and window draw, not a reshuffle of the same pairs
+    assert not np.array_equal(draw_rows(0), draw_rows(1))
