@@ -46,7 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs import common
+from jobs import common, pair_kernels
 from jobs.count import read_vocab
 from model import storage
 from model.config import PairsConfig
@@ -149,12 +149,12 @@ def build_tables(counts: np.ndarray, retained_tokens: int, cfg: PairsConfig) -> 
 class NegativeSampler:
     """Draws noise words from count^ns_exponent with the alias method, from one bit stream.
 
-    Works in cache-sized chunks with preallocated buffers and one packed table
-    (alias << 32 | threshold), so a draw costs one gather: whole-array numpy
-    temporaries made this the slowest step of the job.
+    One packed table (alias << 32 | threshold) makes a draw one gather; raw bits come
+    from the shard's PCG64 in chunks and :func:`jobs.pair_kernels.alias_draw` maps
+    them to words in one compiled pass.
     """
 
-    _CHUNK = 1 << 15
+    _CHUNK = 1 << 20
     _LOW = np.uint64(0xFFFFFFFF)
     _SHIFT = np.uint64(32)
 
@@ -165,27 +165,15 @@ class NegativeSampler:
         self.table = (alias << self._SHIFT) | np.minimum(tables.alias_threshold, self._LOW)
         self.vocab = np.uint64(vocab)
         self.bitgen = bitgen
-        self._column = np.empty(self._CHUNK, np.uint64)
-        self._entry = np.empty(self._CHUNK, np.uint64)
-        self._accept = np.empty(self._CHUNK, bool)
 
     def draw(self, n: int) -> np.ndarray:
-        """``n`` independent noise words (int32): high 32 bits pick a column, low 32 bits the coin."""
+        """``n`` independent noise words (int32), one 64-bit draw each."""
         out = np.empty(n, dtype=np.int32)
         for start in range(0, n, self._CHUNK):
             size = min(self._CHUNK, n - start)
-            bits = self.bitgen.random_raw(size)
-            column, entry, accept = self._column[:size], self._entry[:size], self._accept[:size]
-            np.right_shift(bits, self._SHIFT, out=column)
-            np.multiply(column, self.vocab, out=column)
-            np.right_shift(column, self._SHIFT, out=column)
-            np.take(self.table, column.view(np.int64), out=entry)
-            np.bitwise_and(bits, self._LOW, out=bits)  # the coin
-            np.less(bits, entry & self._LOW, out=accept)
-            np.right_shift(entry, self._SHIFT, out=entry)  # the alias
-            target = out[start : start + size]
-            np.copyto(target, entry, casting="unsafe")
-            np.copyto(target, column, casting="unsafe", where=accept)
+            pair_kernels.alias_draw(
+                self.bitgen.random_raw(size), self.table, self.vocab, out[start : start + size]
+            )
         return out
 
     def for_pairs(self, contexts: np.ndarray, negative: int) -> np.ndarray:
@@ -220,7 +208,7 @@ def window_pairs(
     ids, sid, pos, tok_keys = ids[keep], sid[keep], pos[keep], tok_keys[keep]
     bits = random_u64(tok_keys, pos, _WINDOW) >> np.uint64(32)
     reach = 1 + ((bits * np.uint64(window)) >> np.uint64(32)).astype(np.int64)
-    return _window_rows(ids, sid, reach, window), len(ids)
+    return pair_kernels.window_rows(ids, sid, reach, window), len(ids)
 
 
 def subsample_mask(
@@ -229,29 +217,6 @@ def subsample_mask(
     """Which tokens survive subsampling: token at ``pos`` of the sentence keyed ``tok_keys`` is kept
     with probability ``keep_prob[id]`` (one draw per token, from the sentence's own stream)."""
     return uniform01(random_u64(tok_keys, pos, _SUBSAMPLE)) < keep_prob[ids]
-
-
-def _window_rows(ids: np.ndarray, sid: np.ndarray, reach: np.ndarray, window: int) -> np.ndarray:
-    """Packed rows for every offset 1..reach on both sides of each centre, inside its sentence.
-
-    Room to the sentence edges is computed once per token, so each offset costs a
-    few boolean passes and two gathers, not a per-pair sentence lookup.
-    """
-    n = len(ids)
-    index = np.arange(n)
-    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if n else np.zeros(0, np.int64)
-    run = np.diff(np.r_[starts, n])
-    room_left = index - np.repeat(starts, run)
-    room_right = np.repeat(starts + run, run) - index - 1
-    as_center = ids.astype(np.uint64) << np.uint64(32)
-    as_context = ids.astype(np.uint64)
-    rows = [np.zeros(0, np.uint64)]
-    for distance in range(1, window + 1):
-        near = reach >= distance
-        for sign, room in ((-1, room_left), (1, room_right)):
-            centers = np.flatnonzero(near & (room >= distance))
-            rows.append(as_center[centers] | as_context[centers + sign * distance])
-    return np.concatenate(rows)
 
 
 def shard_bitgen(seed: int, shard: int) -> np.random.PCG64:
