@@ -45,8 +45,11 @@ need an all-to-all of rows per step, latency-bound on CPU.
 ``bytes_communicated`` in the metrics counts the payload each rank hands to
 all-reduce (a ring moves about ``2(W-1)/W`` of it over each rank's link).
 
-Sync points are common to all ranks: in epoch ``e`` each rank ``r`` reads
-``n_r`` pairs (known from Parquet metadata), there are
+Epoch ``e`` reads draw ``e % draws`` of the pairs (the pairs job writes one
+independent draw per epoch by default, as word2vec redraws subsampling, windows
+and negatives every epoch; one draw reused for 3 epochs cost 1.5-2 analogy points
+on the benchmark corpus). Sync points are common to all ranks: in epoch ``e`` each
+rank ``r`` reads ``n_r`` pairs (known from Parquet metadata), there are
 ``S = ceil(max_r n_r / sync_every)`` syncs, and rank ``r`` syncs after
 ``floor(i·n_r/S)`` pairs for ``i = 1..S`` (ranks with smaller shares sync after
 proportionally fewer pairs, so nobody idles for long).
