@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -75,31 +74,59 @@ def stable_hash64(*parts: Any) -> int:
     return int.from_bytes(digest.digest(), "little")
 
 
+class _HashingWriter:
+    """A write-only file wrapper that counts and sha256-hashes the bytes as they pass."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        self.size += len(memoryview(data))
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def tell(self) -> int:
+        return self.size
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:  # the atomic handle is closed (and committed) by its owner
+        self.closed = True
+
+
 def write_parquet_atomic(
     url: str, schema: pa.Schema, tables: Iterable[pa.Table], **options: Any
 ) -> dict[str, Any]:
     """Write each table as one row group of a zstd Parquet file at ``url``, all or nothing.
 
-    The file is built in memory and lands with one atomic write (temp + rename locally,
-    one PUT on object stores), so a killed task never leaves a file that looks finished.
-    ``options`` go to ``pyarrow.parquet.ParquetWriter`` (zstd level 3 unless given).
-    Returns a manifest file entry (path is the basename) plus ``row_groups``.
+    Pages stream into :func:`model.storage.open_atomic` (a hidden local temp file,
+    renamed or uploaded in one piece only when the writer finished), hashed on the
+    way, so a killed task never leaves a file that looks finished and the file is
+    never held twice in memory. ``options`` go to ``pyarrow.parquet.ParquetWriter``
+    (zstd level 3 unless given). Returns a manifest file entry (path is the
+    basename) plus ``row_groups``.
     """
-    buffer = io.BytesIO()
     rows = row_groups = 0
     options = {"compression": "zstd", "compression_level": ZSTD_LEVEL, **options}
-    with pq.ParquetWriter(buffer, schema, **options) as writer:
-        for table in tables:
-            if table.num_rows:
-                writer.write_table(table.cast(schema), row_group_size=table.num_rows)
-                rows += table.num_rows
-                row_groups += 1
-    data = buffer.getvalue()
-    storage.write_bytes_atomic(url, data)
+    with storage.open_atomic(url) as handle:
+        sink = _HashingWriter(handle)
+        with pq.ParquetWriter(sink, schema, **options) as writer:
+            for table in tables:
+                if table.num_rows:
+                    writer.write_table(table.cast(schema), row_group_size=table.num_rows)
+                    rows += table.num_rows
+                    row_groups += 1
     return {
         "path": url.rstrip("/").rsplit("/", 1)[-1],
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": sink.size,
+        "sha256": sink.digest.hexdigest(),
         "rows": rows,
         "row_groups": row_groups,
     }

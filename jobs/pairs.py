@@ -13,14 +13,14 @@ word2vec semantics, exactly (DESIGN.md):
 * K negatives per pair from count^ns_exponent (alias method); a negative equal to
   the pair's context word is redrawn.
 
-Determinism: subsampling and window draws are ``splitmix64(sentence_key + counter *
-golden)`` with ``sentence_key = hash(seed, doc_id, sentence)`` and the token position
-as counter, so a sentence yields the same pairs in any task. A shard's rows are
-then shuffled, and its negatives drawn in row order, from a PCG64 stream seeded by
-``hash(seed, shard)``; a shard's content is fixed by document identity (sorted
-records), so nothing depends on Spark partitions and shards are byte-identical
-for any partitioning (with the same numpy version: numpy does not promise that
-``Generator.shuffle`` stays the same across releases).
+Determinism: every random draw is counter-based, ``splitmix64(key + counter *
+golden)`` (:func:`jobs.pair_kernels.splitmix_at`). Subsampling and window draws use
+``sentence_key = hash(seed, doc_id, sentence)`` with the token position as counter,
+so a sentence yields the same pairs in any task. A shard's rows are then shuffled
+(Fisher-Yates, counter = step) and its negatives drawn (counter = row * K + slot),
+from two keys hashed from (seed, shard); a shard's content is fixed by document
+identity (sorted records), so nothing depends on Spark partitions, and shards are
+byte-identical for any partitioning and any numpy version.
 
 Draws: word2vec redraws subsampling, windows and negatives every epoch, and reusing
 one draw for every epoch cost 1.5-2 analogy points on the benchmark corpus. So the
@@ -62,37 +62,9 @@ from model.config import PairsConfig
 from model.schemas import TOKENS_SCHEMA, pairs_schema
 
 KIND = "pairs"
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_STREAM_SHIFT = np.uint64(40)  # counters below 2**40, stream number above
-_SUBSAMPLE, _WINDOW = 0, 1
-_CHUNK_TOKENS = 250_000  # tokens generated at a time inside a shard (bounds temporaries)
 
 
 # ----------------------------------------------------------------------------- randomness
-
-
-def splitmix64(z: np.ndarray) -> np.ndarray:
-    """The splitmix64 output function on a uint64 array (wrapping arithmetic)."""
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
-
-
-def random_u64(keys: np.ndarray, counters: np.ndarray, stream: int) -> np.ndarray:
-    """Counter-based random uint64s: draw ``counters`` of ``stream`` in each sentence ``keys``.
-
-    Equivalent to element ``counter`` of the splitmix64 sequence seeded with the key,
-    so any draw can be made in any order, by any task, with the same result.
-    """
-    counters = counters.astype(np.uint64) + (np.uint64(stream) << _STREAM_SHIFT)
-    return splitmix64(keys + counters * _GOLDEN)
-
-
-def uniform01(bits: np.ndarray) -> np.ndarray:
-    """Doubles in [0, 1) from the top 53 bits."""
-    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
 def sentence_key(seed: int, doc_id: str, sentence: int) -> int:
@@ -156,46 +128,31 @@ def build_tables(counts: np.ndarray, retained_tokens: int, cfg: PairsConfig) -> 
 
 
 class NegativeSampler:
-    """Draws noise words from count^ns_exponent with the alias method, from one bit stream.
+    """Draws noise words from count^ns_exponent with the alias method, from one counter-based stream.
 
-    One packed table (alias << 32 | threshold) makes a draw one gather; raw bits come
-    from the shard's PCG64 in chunks and :func:`jobs.pair_kernels.alias_draw` maps
-    them to words in one compiled pass.
+    One packed table (alias << 32 | threshold) makes a draw one gather;
+    :func:`jobs.pair_kernels.draw_negatives` draws and redraws in one compiled pass.
     """
 
-    _CHUNK = 1 << 20
     _LOW = np.uint64(0xFFFFFFFF)
     _SHIFT = np.uint64(32)
 
-    def __init__(self, tables: SamplingTables, bitgen: np.random.BitGenerator) -> None:
+    def __init__(self, tables: SamplingTables, key: int) -> None:
         vocab = len(tables.alias_index)
         certain = tables.alias_threshold >= np.uint64(1 << 32)  # always accepted: alias is itself
         alias = np.where(certain, np.arange(vocab), tables.alias_index).astype(np.uint64)
         self.table = (alias << self._SHIFT) | np.minimum(tables.alias_threshold, self._LOW)
         self.vocab = np.uint64(vocab)
-        self.bitgen = bitgen
+        self.key = np.uint64(key)
 
-    def draw(self, n: int) -> np.ndarray:
-        """``n`` independent noise words (int32), one 64-bit draw each."""
-        out = np.empty(n, dtype=np.int32)
-        for start in range(0, n, self._CHUNK):
-            size = min(self._CHUNK, n - start)
-            pair_kernels.alias_draw(
-                self.bitgen.random_raw(size), self.table, self.vocab, out[start : start + size]
-            )
-        return out
+    def for_pairs(self, contexts: np.ndarray, negative: int, first_row: int = 0) -> np.ndarray:
+        """int32[P, K] negatives of rows ``first_row, ..``; a draw equal to the row's context is redrawn.
 
-    def for_pairs(self, contexts: np.ndarray, negative: int) -> np.ndarray:
-        """int32[P, K] negatives; a draw equal to its pair's context is redrawn (until none is)."""
-        result = self.draw(len(contexts) * negative).reshape(-1, negative)
-        clash = np.flatnonzero((result == contexts[:, None]).ravel())
-        flat = result.ravel()
-        for _ in range(1000):
-            if not clash.size:
-                return result
-            flat[clash] = self.draw(len(clash))
-            clash = clash[flat[clash] == contexts[clash // negative]]
-        raise ValueError("cannot draw negatives different from the context: the vocabulary needs >= 2 words")
+        Row r's draws depend only on the key and ``first_row + r``, so drawing a
+        shard group by group gives the same negatives as drawing it at once.
+        """
+        contexts = np.ascontiguousarray(contexts, dtype=np.int32)
+        return pair_kernels.draw_negatives(contexts, self.table, self.vocab, self.key, negative, first_row)
 
 
 # ----------------------------------------------------------------------------- pair generation
@@ -210,27 +167,16 @@ def window_pairs(
     each sentence's subsampling and window draws (counter = token position), so a
     sentence gives the same pairs wherever and whenever it is processed.
     """
-    sid = np.repeat(np.arange(len(lengths)), lengths)
-    pos = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    tok_keys = keys[sid]
-    keep = subsample_mask(ids, pos, tok_keys, keep_prob)
-    ids, sid, pos, tok_keys = ids[keep], sid[keep], pos[keep], tok_keys[keep]
-    bits = random_u64(tok_keys, pos, _WINDOW) >> np.uint64(32)
-    reach = 1 + ((bits * np.uint64(window)) >> np.uint64(32)).astype(np.int64)
+    ids, sid, reach = pair_kernels.kept_tokens(
+        ids, lengths.astype(np.int64), keys.astype(np.uint64), keep_prob, window
+    )
     return pair_kernels.window_rows(ids, sid, reach, window), len(ids)
 
 
-def subsample_mask(
-    ids: np.ndarray, pos: np.ndarray, tok_keys: np.ndarray, keep_prob: np.ndarray
-) -> np.ndarray:
-    """Which tokens survive subsampling: token at ``pos`` of the sentence keyed ``tok_keys`` is kept
-    with probability ``keep_prob[id]`` (one draw per token, from the sentence's own stream)."""
-    return uniform01(random_u64(tok_keys, pos, _SUBSAMPLE)) < keep_prob[ids]
-
-
-def shard_bitgen(seed: int, shard: int) -> np.random.PCG64:
-    """The bit stream of one shard (row shuffle, then negatives), seeded by (seed, shard)."""
-    return np.random.PCG64(common.stable_hash64("shard-stream", seed, shard))
+def shard_keys(seed: int, shard: int) -> tuple[int, int]:
+    """Keys of one shard's two random streams (row shuffle, negatives), from (seed, shard)."""
+    shuffle = common.stable_hash64("shard-shuffle", seed, shard)
+    return shuffle, common.stable_hash64("shard-negatives", seed, shard)
 
 
 def pack_rows(center: np.ndarray, context: np.ndarray) -> np.ndarray:
@@ -241,13 +187,12 @@ def pack_rows(center: np.ndarray, context: np.ndarray) -> np.ndarray:
     return packed
 
 
-def shuffle_rows(packed: np.ndarray, bitgen: np.random.BitGenerator) -> np.ndarray:
-    """Uniformly permute packed rows in place (and return them).
-
-    One in-place shuffle of a uint64 array is about twice as fast as a permutation
-    index plus a gather per column.
-    """
-    np.random.Generator(bitgen).shuffle(packed)
+def shuffle_rows(packed: np.ndarray, key: int) -> np.ndarray:
+    """Uniformly permute packed rows in place (and return them): a compiled Fisher-Yates shuffle
+    driven by the counter-based stream ``key`` (one in-place pass over one uint64 array)."""
+    if len(packed) >= 1 << 32:
+        raise ValueError(f"a shard of {len(packed):,} rows is too large: raise pairs.num_shards")
+    pair_kernels.shuffle_rows(packed, np.uint64(key))
     return packed
 
 
@@ -282,69 +227,54 @@ def map_row_group(
 
 
 @dataclass
-class ShardRows:
-    """A shard's rows before negatives (packed, see :func:`pack_rows`) and token counts for the manifest."""
+class ShardTokens:
+    """A shard's sentences as one id array, gathered once and windowed once per draw."""
 
-    packed: np.ndarray  # uint64[P]
-    tokens_in: int
-    tokens_kept: int
+    ids: np.ndarray  # int32: every sentence's in-vocabulary ids, concatenated
+    lengths: np.ndarray  # int64: tokens per sentence
+    sentences: list[tuple[str, int]]  # (doc_id, sentence) of each, in the same order
 
-
-def shard_rows(records: list[Record], tables: SamplingTables, cfg: PairsConfig) -> ShardRows:
-    """All (center, context) rows of one shard, in a deterministic order (records sorted first)."""
-    records.sort()
-    packed = [np.zeros(0, np.uint64)]
-    tokens_in = tokens_kept = 0
-    for chunk in _chunks(records, _CHUNK_TOKENS):
-        ids = np.frombuffer(b"".join(r[2] for r in chunk), dtype=np.int32)
-        lengths = np.array([len(r[2]) // 4 for r in chunk], dtype=np.int64)
-        keys = np.array([sentence_key(cfg.seed, r[0], r[1]) for r in chunk], dtype=np.uint64)
-        rows, kept = window_pairs(ids, lengths, keys, tables.keep_prob, cfg.window)
-        packed.append(rows)
-        tokens_in += len(ids)
-        tokens_kept += kept
-    return ShardRows(np.concatenate(packed), tokens_in, tokens_kept)
+    @classmethod
+    def of(cls, records: list[Record]) -> ShardTokens:
+        """Sorted by (doc_id, sentence) first, so the content never depends on arrival order."""
+        records = sorted(records)
+        ids = np.frombuffer(b"".join(r[2] for r in records), dtype=np.int32)
+        lengths = np.array([len(r[2]) // 4 for r in records], dtype=np.int64)
+        return cls(ids, lengths, [(r[0], r[1]) for r in records])
 
 
-def _chunks(records: list[Record], max_tokens: int) -> Iterator[list[Record]]:
-    chunk: list[Record] = []
-    size = 0
-    for record in records:
-        chunk.append(record)
-        size += len(record[2]) // 4
-        if size >= max_tokens:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
+def shard_rows(tokens: ShardTokens, tables: SamplingTables, cfg: PairsConfig) -> tuple[np.ndarray, int]:
+    """(packed (center, context) rows of one draw, tokens kept), in a deterministic order."""
+    keys = np.array([sentence_key(cfg.seed, doc, sentence) for doc, sentence in tokens.sentences], np.uint64)
+    return window_pairs(tokens.ids, tokens.lengths, keys, tables.keep_prob, cfg.window)
 
 
-def adjacent_same_center(center: np.ndarray) -> tuple[int, float]:
-    """(adjacent rows with equal centre, the expected number if the same rows were uniformly shuffled).
+def adjacent_expected(counts: np.ndarray) -> float:
+    """Adjacent rows with equal centre expected if rows with these per-centre ``counts`` were
+    uniformly shuffled: ``(P-1) * sum n(n-1) / (P(P-1))``.
 
-    The ratio of the two tells how well a shard is mixed: ~1 for a full shuffle,
-    large when rows of one centre or document cluster together.
+    Observed / expected tells how well a shard is mixed: ~1 for a full shuffle, large
+    when rows of one centre or document cluster together.
     """
-    if len(center) < 2:
-        return 0, 0.0
-    same = int(np.count_nonzero(center[1:] == center[:-1]))
-    counts = np.bincount(center).astype(np.float64)
-    expected = float((counts * (counts - 1)).sum() / len(center))  # (P-1) * sum n(n-1) / (P(P-1))
-    return same, expected
+    rows = int(counts.sum())
+    if rows < 2:
+        return 0.0
+    counts = counts.astype(np.float64)
+    return float((counts * (counts - 1)).sum() / rows)
 
 
 def shard_tables(
-    packed: np.ndarray, sampler: NegativeSampler, negative: int, rows_per_group: int
+    center: np.ndarray, context: np.ndarray, sampler: NegativeSampler, negative: int, rows_per_group: int
 ) -> Iterator[pa.Table]:
-    """pairs_schema(K) row groups from shuffled packed rows; negatives are drawn group by group."""
+    """pairs_schema(K) row groups from shuffled rows; negatives are drawn group by group."""
     schema = pairs_schema(negative)
-    for start in range(0, len(packed), rows_per_group):
-        center, context = unpack_rows(packed[start : start + rows_per_group])
-        negatives = sampler.for_pairs(context, negative)
+    for start in range(0, len(center), rows_per_group):
+        contexts = context[start : start + rows_per_group]
+        negatives = sampler.for_pairs(contexts, negative, first_row=start)
         yield pa.Table.from_arrays(
             [
-                pa.array(center),
-                pa.array(context),
+                pa.array(center[start : start + rows_per_group]),
+                pa.array(contexts),
                 pa.FixedSizeListArray.from_arrays(pa.array(negatives.ravel()), negative),
             ],
             schema=schema,
@@ -389,25 +319,27 @@ def write_shard(
     of the same word2vec process (what word2vec does afresh every epoch).
     """
     common.apply_store_env(env)
-    records = [record for _, record in items]
-    records.sort()
+    tokens = ShardTokens.of([record for _, record in items])
     for draw in range(cfg.draws or 1):
         seed = draw_seed(cfg.seed, draw)
-        rows = shard_rows(records, tables.value, replace(cfg, seed=seed))
-        bitgen = shard_bitgen(seed, index)
-        packed = shuffle_rows(rows.packed, bitgen)
-        same, expected = adjacent_same_center((packed >> np.uint64(32)).astype(np.int32))
-        groups = shard_tables(packed, NegativeSampler(tables.value, bitgen), cfg.negative, cfg.row_group_size)
+        packed, tokens_kept = shard_rows(tokens, tables.value, replace(cfg, seed=seed))
+        shuffle_key, negatives_key = shard_keys(seed, index)
+        vocab = len(tables.value.keep_prob)
+        center, context, same, counts = pair_kernels.split_rows(shuffle_rows(packed, shuffle_key), vocab)
+        del packed
+        expected = adjacent_expected(counts)
+        sampler = NegativeSampler(tables.value, negatives_key)
+        groups = shard_tables(center, context, sampler, cfg.negative, cfg.row_group_size)
         url = storage.join(out_uri, draw_path(draw, index))
         entry = common.write_parquet_atomic(url, pairs_schema(cfg.negative), groups, **PAIRS_PARQUET)
-        del packed, groups
+        del center, context, groups
         yield {
             **entry,
             "path": draw_path(draw, index),
             "draw": draw,
-            "sentences": len(records),
-            "tokens_in": rows.tokens_in,
-            "tokens_kept": rows.tokens_kept,
+            "sentences": len(tokens.lengths),
+            "tokens_in": len(tokens.ids),
+            "tokens_kept": tokens_kept,
             "adjacent_same": same,
             "adjacent_expected": expected,
         }

@@ -1,4 +1,4 @@
-"""word2vec sampling semantics, tested with real statistics on the pure numpy functions.
+"""word2vec sampling semantics, tested with real statistics on the job's functions and the numpy definitions.
 
 Seeds are fixed, so each test is deterministic; thresholds are set so that a correct
 implementation passes with a wide margin and the listed wrong ones fail.
@@ -20,17 +20,15 @@ from jobs.pairs import (
     keep_probabilities,
     map_row_group,
     pack_rows,
-    random_u64,
     sentence_key,
-    shard_bitgen,
+    shard_keys,
     shuffle_rows,
-    subsample_mask,
-    uniform01,
     unpack_rows,
     window_pairs,
 )
 from model.config import PairsConfig
 from model.schemas import TOKENS_SCHEMA
+from tests.jobs.numpy_reference import random_u64, subsample_mask, uniform01
 
 
 def zipf_counts(vocab: int, top: int = 200_000) -> np.ndarray:
@@ -95,7 +93,7 @@ def test_negatives_follow_count_to_the_075_by_chi_square() -> None:
     tables = build_tables(counts, int(counts.sum()), PairsConfig(negative=5))
     q = counts**0.75 / (counts**0.75).sum()
     contexts = np.random.default_rng(3).choice(len(counts), size=100_000, p=q).astype(np.int32)
-    negatives = NegativeSampler(tables, shard_bitgen(1, 0)).for_pairs(contexts, 5)
+    negatives = NegativeSampler(tables, shard_keys(1, 0)[1]).for_pairs(contexts, 5)
     assert not (negatives == contexts[:, None]).any()
     # Expected: each slot draws from q restricted to words != context (redraw = rejection).
     per_context = np.bincount(contexts, minlength=len(q))
@@ -166,7 +164,7 @@ def test_shuffle_is_a_uniform_permutation() -> None:
     center = np.repeat(np.arange(10, dtype=np.int32), 1000)
     context = np.arange(10_000, dtype=np.int32)
     shuffled_center, shuffled_context = unpack_rows(
-        shuffle_rows(pack_rows(center, context), shard_bitgen(1, 0))
+        shuffle_rows(pack_rows(center, context), shard_keys(1, 0)[0])
     )
     assert sorted(shuffled_context.tolist()) == context.tolist()
     assert (shuffled_center == shuffled_context // 1000).all()  # rows stay intact
@@ -193,4 +191,4 @@ def test_oov_tokens_are_dropped_before_windowing(tmp_path) -> None:
 def test_single_word_vocabulary_cannot_draw_negatives() -> None:
     tables = SamplingTables(np.ones(1), np.array([2**32], np.uint64), np.zeros(1, np.int32))
     with pytest.raises(ValueError, match="needs >= 2 words"):
-        NegativeSampler(tables, shard_bitgen(1, 0)).for_pairs(np.zeros(3, np.int32), 2)
+        NegativeSampler(tables, shard_keys(1, 0)[1]).for_pairs(np.zeros(3, np.int32), 2)
