@@ -37,9 +37,11 @@ the whole document so that a text8-style corpus (one document) still fills every
 shard. Each shard is generated and written by one task, its rows permuted with a
 generator seeded by (seed, shard), so neighbouring rows come from different documents.
 
-Memory: a shard task holds its rows as packed uint64 (8 bytes per pair), one row
-group's negatives, and the finished file (~13 bytes per pair) before its single
-atomic write; pick ``num_shards`` so that a shard is a few hundred MB at most.
+Memory: a shard task holds its sentences' ids (4 bytes per token) and, for at
+most two draws at once (one being generated, one being written), 8 bytes per
+pair plus one row group's negatives; the file itself streams to a local temp
+file (uploaded in one piece on object stores). Pick ``num_shards`` so that a
+draw of a shard is a few hundred MB at most.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import argparse
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -317,32 +320,54 @@ def write_shard(
     The shard's sentences are gathered once; each draw re-runs subsampling, windows,
     row shuffle and negatives from its own seed, so draws are independent samples
     of the same word2vec process (what word2vec does afresh every epoch).
+
+    Draw d's negatives and Parquet write run on a writer thread while this thread
+    windows and shuffles draw d+1 (the kernels and pyarrow release the GIL), so the
+    core keeps working while a finished file is fsynced; at most two draws are in
+    memory.
     """
     common.apply_store_env(env)
     tokens = ShardTokens.of([record for _, record in items])
-    for draw in range(cfg.draws or 1):
-        seed = draw_seed(cfg.seed, draw)
-        packed, tokens_kept = shard_rows(tokens, tables.value, replace(cfg, seed=seed))
-        shuffle_key, negatives_key = shard_keys(seed, index)
-        vocab = len(tables.value.keep_prob)
-        center, context, same, counts = pair_kernels.split_rows(shuffle_rows(packed, shuffle_key), vocab)
-        del packed
-        expected = adjacent_expected(counts)
-        sampler = NegativeSampler(tables.value, negatives_key)
-        groups = shard_tables(center, context, sampler, cfg.negative, cfg.row_group_size)
-        url = storage.join(out_uri, draw_path(draw, index))
-        entry = common.write_parquet_atomic(url, pairs_schema(cfg.negative), groups, **PAIRS_PARQUET)
-        del center, context, groups
-        yield {
-            **entry,
-            "path": draw_path(draw, index),
-            "draw": draw,
-            "sentences": len(tokens.lengths),
-            "tokens_in": len(tokens.ids),
-            "tokens_kept": tokens_kept,
-            "adjacent_same": same,
-            "adjacent_expected": expected,
-        }
+    vocab = len(tables.value.keep_prob)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pairs-shard-{index}") as writer:
+        writing: Future | None = None
+        for draw in range(cfg.draws or 1):
+            seed = draw_seed(cfg.seed, draw)
+            packed, tokens_kept = shard_rows(tokens, tables.value, replace(cfg, seed=seed))
+            shuffle_key, negatives_key = shard_keys(seed, index)
+            center, context, same, counts = pair_kernels.split_rows(shuffle_rows(packed, shuffle_key), vocab)
+            del packed
+            facts = {
+                "path": draw_path(draw, index),
+                "draw": draw,
+                "sentences": len(tokens.lengths),
+                "tokens_in": len(tokens.ids),
+                "tokens_kept": tokens_kept,
+                "adjacent_same": same,
+                "adjacent_expected": adjacent_expected(counts),
+            }
+            if writing is not None:
+                yield writing.result()
+            sampler = NegativeSampler(tables.value, negatives_key)
+            writing = writer.submit(_write_draw, out_uri, center, context, sampler, cfg, facts)
+            del center, context
+        if writing is not None:
+            yield writing.result()
+
+
+def _write_draw(
+    out_uri: str,
+    center: np.ndarray,
+    context: np.ndarray,
+    sampler: NegativeSampler,
+    cfg: PairsConfig,
+    facts: dict,
+) -> dict[str, Any]:
+    """Draw negatives group by group and write one draw's file; its manifest entry."""
+    groups = shard_tables(center, context, sampler, cfg.negative, cfg.row_group_size)
+    url = storage.join(out_uri, facts["path"])
+    entry = common.write_parquet_atomic(url, pairs_schema(cfg.negative), groups, **PAIRS_PARQUET)
+    return {**entry, **facts}
 
 
 # ----------------------------------------------------------------------------- driver
