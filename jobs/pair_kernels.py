@@ -10,7 +10,7 @@ that every kernel gives exactly the same output.
 
 Randomness is counter-based: draw ``c`` of a stream keyed ``k`` is
 ``splitmix64(k + c * golden)`` (:func:`splitmix_at`), the same function as
-``jobs.pairs.random_u64``. Any draw can be made by any task in any order, and the
+``random_u64`` of the numpy definitions. Any draw can be made by any task in any order, and the
 shards do not depend on the numpy version (numpy does not promise that its
 ``Generator.shuffle`` stays the same across releases).
 
@@ -86,7 +86,7 @@ def window_rows(ids: np.ndarray, sid: np.ndarray, reach: np.ndarray, window: int
 
     ``ids``, ``sid`` (sentence index, non-decreasing) and ``reach`` are per kept token.
     Rows come out grouped by distance, then side (left before right), then centre
-    position: the order of the numpy reference, so the shard bytes do not change.
+    position, exactly as the numpy definition.
     """
     n = ids.shape[0]
     start = np.empty(n, np.int64)  # first index of each token's sentence
