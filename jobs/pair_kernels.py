@@ -5,7 +5,7 @@ shuffles the rows, draws K noise words per row (alias method) and writes Parquet
 As chains of whole-array numpy passes (a mask, a gather and a temporary per window
 offset and side; eight passes per noise word) the first three took about as long as
 the Parquet write; here each is one loop over the data, 2-5 times faster. The tests
-keep the plain numpy definitions (``tests/jobs/test_pair_kernels.py``) and check
+keep the plain numpy definitions (``tests/jobs/numpy_reference.py``) and check
 that every kernel gives exactly the same output.
 
 Randomness is counter-based: draw ``c`` of a stream keyed ``k`` is
