@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model.registry import parse_vocab_tsv
+from model.artifact import MANIFEST, ArtifactError, check_manifest, load_vectors, parse_vocab_tsv
 
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
@@ -31,14 +31,19 @@ class Embeddings:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.manifest: dict[str, Any] = json.loads((self.path / "manifest.json").read_text())
-        self.words, self.counts = parse_vocab_tsv((self.path / "vocab.tsv").read_bytes())
-        self.vectors: np.ndarray = np.load(self.path / "vectors.npy", mmap_mode="r", allow_pickle=False)
-        if len(self.vectors) != len(self.words):
-            raise ValueError(
-                f"{self.path}: vectors.npy has {len(self.vectors)} rows but vocab.tsv has {len(self.words)} "
-                "words; delete this folder and pull again"
-            )
+        where = self.path / MANIFEST
+        try:
+            manifest = json.loads(where.read_bytes())
+        except ValueError as exc:
+            raise ArtifactError(f"{where} is not valid JSON ({exc}); delete this folder and pull again") from None
+        # Type-checked here too: a folder opened directly (not through pull/load) has no other check.
+        self.manifest: dict[str, Any] = check_manifest(manifest, str(where))
+        self.words, self.counts = parse_vocab_tsv(
+            (self.path / "vocab.tsv").read_bytes(), str(self.path / "vocab.tsv")
+        )
+        self.vectors: np.ndarray = load_vectors(
+            self.path / "vectors.npy", len(self.words), str(self.path / "vectors.npy")
+        )
         self._index = {w: i for i, w in enumerate(self.words)}
 
     @property

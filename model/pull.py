@@ -7,11 +7,15 @@ remembering what each alias pointed to at the last successful pull. ``{cache}``
 is ``cache_dir``, else ``$C2V_CACHE``, else ``~/.cache/corpus2vec``;
 ``{store-key}`` is a hash of the store URL, so two stores never mix.
 
-Every file is checked against the manifest's sha256 on download. Re-use of a
-cached copy checks sizes always and re-hashes any file whose size or mtime
-changed since it was verified (``verify=True`` re-hashes everything). An exact
-``name@version`` that is cached needs no store access at all: pinned versions
-keep working offline. Needs only numpy, pyarrow and fsspec.
+Trust (docs/trust.md): the store is written by many jobs and people, so a
+version's manifest is checked before anything is written (:mod:`model.artifact`:
+only the artifact's fixed plain file names, name/version equal to the ref, every
+file that loading reads listed), each file is written only inside its destination
+and only after its size and sha256 match (reading at most the declared size + 1),
+and a cached copy is re-hashed on every load, so an edit is caught whatever its
+mtime. ``NAME@sha256:<digest>`` pins exact content. An exact ``name@version``
+that is cached and verifies needs no store access: pinned versions keep working
+offline. Needs only numpy, pyarrow and fsspec.
 """
 
 from __future__ import annotations
@@ -26,11 +30,20 @@ from pathlib import Path
 from typing import Any
 
 from model import storage
+from model.artifact import (
+    MANIFEST,
+    ArtifactError,
+    check_manifest,
+    inside,
+    is_digest,
+    manifest_digest,
+)
 from model.embeddings import Embeddings
-from model.registry import MANIFEST, is_version, parse_ref, resolve, version_uri
+from model.registry import find_digest, is_version, parse_ref, read_manifest_bytes, resolve
 
-_VERIFIED = ".verified.json"
 _CHUNK = 1 << 20
+# Written into every folder pull creates; `pull --to` refuses a non-empty folder without it.
+PULL_MARKER = ".corpus2vec-pull"
 
 
 def cache_root(cache_dir: str | None = None) -> Path:
@@ -51,35 +64,107 @@ def store_key(store: str) -> str:
 
 
 def pull(
-    ref: str, store: str, to: str | None = None, cache_dir: str | None = None, verify: bool = False
+    ref: str, store: str, to: str | None = None, cache_dir: str | None = None, verify: bool = True
 ) -> Path:
-    """Download ``ref`` (``NAME``, ``NAME@VERSION``, ``NAME@ALIAS``) and return the local folder.
+    """Download ``ref`` (``NAME``, ``NAME@VERSION``, ``NAME@ALIAS``, ``NAME@sha256:<digest>``);
+    returns the local folder.
 
-    ``to`` puts the files in that folder instead of the cache. Raises ValueError
-    naming the file when a download or a cached copy does not match the manifest.
+    ``to`` puts the files in that folder instead of the cache; it must be empty,
+    absent, or a folder an earlier pull created. Raises ValueError naming the file
+    when a manifest, a download or a cached copy does not match. ``verify`` is
+    kept for compatibility: cached files are always re-hashed.
     """
+    del verify  # always verified: a size/mtime shortcut let an in-place edit through
     name, selector = parse_ref(ref)
     base = cache_root(cache_dir) / store_key(store) / name
-    version = selector if is_version(selector) else _resolve_alias(store, name, selector, base)
+    digest = selector if is_digest(selector) else None
+    if is_version(selector):
+        version = selector
+    elif digest is not None:
+        version = _resolve_digest(store, name, digest, base)
+    else:
+        version = _resolve_alias(store, name, selector, base)
     dest = Path(to) if to else base / version
+    if to:
+        _claim_folder(dest)
     if _holds(dest, name, version):
-        check_cached(dest, verify=verify)
+        check_cached(dest, name=name, version=version, digest=digest)
         return dest
-    _download(store, name, version, dest)
+    _download(store, name, version, dest, digest)
     return dest
+
+
+def _resolve_digest(store: str, name: str, digest: str, base: Path) -> str:
+    """The version holding ``digest``: from the store, or from a verified cached copy when it is down."""
+    try:
+        return find_digest(store, name, digest)
+    except Exception as exc:
+        if not (is_unreachable(exc) or (isinstance(exc, FileNotFoundError) and _store_missing(store))):
+            raise
+        for manifest in sorted(base.glob(f"*/{MANIFEST}")):
+            version = manifest.parent.name
+            if is_version(version):
+                try:
+                    check_cached(manifest.parent, name=name, version=version, digest=digest)
+                except (OSError, ValueError):
+                    continue
+                return version
+        raise
+
+
+def _claim_folder(dest: Path) -> None:
+    """Make ``dest`` a folder pull may write into: absent, empty, or carrying pull's marker.
+
+    A non-empty folder pull did not create may hold someone's work; replacing a
+    ``manifest.json`` there (or leaving our files beside theirs) is refused.
+    """
+    if dest.exists() and not dest.is_dir():
+        raise ValueError(f"--to {dest} exists and is not a folder; choose an empty or new folder")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / PULL_MARKER).is_file():
+        raise ValueError(
+            f"--to {dest} is not empty and was not created by `corpus2vec pull`; "
+            "nothing was written there: choose an empty or new folder"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / PULL_MARKER).touch()
 
 
 def _holds(dest: Path, name: str, version: str) -> bool:
     """Whether ``dest`` has a finished copy of exactly ``name@version`` (a reused ``--to`` may not)."""
     try:
-        manifest = json.loads((dest / MANIFEST).read_text())
+        manifest = json.loads((dest / MANIFEST).read_bytes())
     except FileNotFoundError:
         return False
-    if (manifest.get("name"), manifest.get("version")) == (name, version):
+    except ValueError:  # unreadable: replaced below like another version's copy
+        return False
+    return isinstance(manifest, dict) and (manifest.get("name"), manifest.get("version")) == (name, version)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store could not be reached (so a remembered alias target may serve).
+
+    Connection failures only: a missing file on a store that answered
+    (FileNotFoundError, PermissionError) means the alias is really gone or
+    forbidden, and serving a stale version then would hide that.
+    """
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
         return True
-    (dest / MANIFEST).unlink()  # another version's files are replaced one by one below
-    (dest / _VERIFIED).unlink(missing_ok=True)
-    return False
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+    except ImportError:
+        return False
+    return isinstance(exc, (BotoConnectionError, HTTPClientError))
+
+
+def _store_missing(store: str) -> bool:
+    """A local store whose root folder is gone (an unmounted drive) counts as unreachable."""
+    if not storage.is_local(store):
+        return False
+    _, path = storage.get_fs(store)
+    return not os.path.isdir(path)
 
 
 def _resolve_alias(store: str, name: str, alias: str, base: Path) -> str:
@@ -88,45 +173,89 @@ def _resolve_alias(store: str, name: str, alias: str, base: Path) -> str:
     try:
         _, version = resolve(store, f"{name}@{alias}")
     except Exception as exc:  # botocore's connection errors are not OSErrors
-        if isinstance(exc, ValueError) or not remembered.exists():
+        if not (is_unreachable(exc) or (isinstance(exc, FileNotFoundError) and _store_missing(store))):
             raise
-        version = json.loads(remembered.read_text())["version"]
+        version = _remembered(remembered, name, alias, base)
+        if version is None:
+            raise
         warnings.warn(
             f"could not resolve {name}@{alias} in {store} ({exc}); using the cached target "
             f"{name}@{version} from the last successful pull",
             RuntimeWarning,
             stacklevel=3,
         )
-        return str(version)
+        return version
     _write_atomic(remembered, json.dumps({"name": name, "alias": alias, "version": version}).encode())
     return version
 
 
-def _download(store: str, name: str, version: str, dest: Path) -> None:
-    """Fetch every manifest file with sha256 checks, then the manifest itself, then the verified marker."""
-    remote = version_uri(store, name, version)
-    manifest = storage.read_json(storage.join(remote, MANIFEST))
+def _remembered(path: Path, name: str, alias: str, base: Path) -> str | None:
+    """The remembered alias target when the record is well-formed and its cached copy verifies."""
+    try:
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or (record.get("name"), record.get("alias")) != (name, alias):
+        return None
+    version = record.get("version")
+    if not isinstance(version, str) or not is_version(version):
+        return None
+    try:
+        check_cached(base / version, name=name, version=version)
+    except (OSError, ValueError):
+        return None
+    return version
+
+
+def _download(store: str, name: str, version: str, dest: Path, digest: str | None) -> None:
+    """Check the manifest, fetch its files with size and sha256 checks, then write the manifest last."""
+    data = read_manifest_bytes(store, name, version)
+    remote = storage.join(store, "embeddings", name, version)
+    where = storage.join(remote, MANIFEST)
+    if digest is not None and manifest_digest(data) != digest:
+        raise ArtifactError(f"{where} has digest {manifest_digest(data)}, not {digest}; nothing was written")
+    try:
+        manifest = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{where} is not valid JSON ({exc}); tell the publisher") from None
+    check_manifest(manifest, where, name, version)  # before any byte is written
     dest.mkdir(parents=True, exist_ok=True)
+    (dest / PULL_MARKER).touch()
+    _clear_copy(dest)
     for entry in manifest["files"]:
-        _fetch(storage.join(remote, entry["path"]), dest / entry["path"], entry)
-    _write_atomic(dest / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
-    _write_marker(dest, manifest)
+        _fetch(storage.join(remote, entry["path"]), inside(dest, entry["path"]), entry)
+    _write_atomic(inside(dest, MANIFEST), data)  # the exact bytes: their digest is the content id
+
+
+def _clear_copy(dest: Path) -> None:
+    """Remove the manifest and artifact files of an earlier copy (ours: only the fixed names)."""
+    from model.artifact import ARTIFACT_FILES
+
+    for fname in (MANIFEST, *sorted(ARTIFACT_FILES)):
+        target = dest / fname
+        if target.is_symlink() or target.is_file():
+            target.unlink()
 
 
 def _fetch(url: str, target: Path, entry: dict[str, Any]) -> None:
-    """Stream one file to a temp name while hashing; rename into place only when it matches."""
+    """Stream one file to a temp name while hashing; rename into place only when it matches.
+
+    Reads at most the declared size + 1 bytes: an object larger than its manifest
+    says is refused without downloading it whole.
+    """
     fs, path = storage.get_fs(url)
     tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
-    digest, size = hashlib.sha256(), 0
+    digest, size, limit = hashlib.sha256(), 0, entry["bytes"] + 1
     try:
-        with fs.open(path, "rb") as src, open(tmp, "wb") as dst:
-            while chunk := src.read(_CHUNK):
+        with fs.open(path, "rb", block_size=_CHUNK) as src, open(tmp, "xb") as dst:
+            while size < limit and (chunk := src.read(min(_CHUNK, limit - size))):
                 digest.update(chunk)
                 size += len(chunk)
                 dst.write(chunk)
         if size != entry["bytes"] or digest.hexdigest() != entry["sha256"]:
-            raise ValueError(
-                f"{url} does not match its manifest ({size} bytes, sha256 {digest.hexdigest()[:12]}; "
+            shown = f"more than {entry['bytes']}" if size > entry["bytes"] else str(size)
+            raise ArtifactError(
+                f"{url} does not match its manifest ({shown} bytes, sha256 {digest.hexdigest()[:12]}; "
                 f"expected {entry['bytes']} bytes, sha256 {entry['sha256'][:12]}): the store copy is "
                 "corrupt or was modified; nothing was cached, tell the publisher"
             )
@@ -135,30 +264,47 @@ def _fetch(url: str, target: Path, entry: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def check_cached(dest: Path, verify: bool = False) -> dict[str, Any]:
-    """Check a cached version against its manifest; returns the manifest.
+def check_cached(
+    dest: Path,
+    verify: bool = True,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    digest: str | None = None,
+) -> dict[str, Any]:
+    """Check a local copy against its manifest by sha256; returns the manifest.
 
-    Sizes are always checked; a file is re-hashed when its size or mtime
-    differs from when it was last verified, or always with ``verify``.
+    Every file is re-hashed (``verify`` is kept for compatibility): a size/mtime
+    shortcut let an in-place edit with the mtime put back through. The manifest
+    itself must pass :func:`model.artifact.check_manifest` (and equal ``name``,
+    ``version`` and ``digest`` when given), so a copy cannot vouch for files it
+    does not list.
     """
-    manifest = json.loads((dest / MANIFEST).read_text())
-    marker = _read_marker(dest)
+    del verify
+    fix = f"delete {dest} (model.pull.clear_cache) and pull again"
+    try:
+        data = (dest / MANIFEST).read_bytes()
+        manifest = json.loads(data)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{dest} has no {MANIFEST}: not a finished copy; pull it again") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{dest / MANIFEST} is not valid JSON ({exc}); {fix}") from None
+    if digest is not None and manifest_digest(data) != digest:
+        raise ArtifactError(f"{dest / MANIFEST} has digest {manifest_digest(data)}, not {digest}; {fix}")
+    check_manifest(manifest, str(dest / MANIFEST), name, version)
     for entry in manifest["files"]:
-        path = dest / entry["path"]
-        fix = f"delete {dest} (model.pull.clear_cache) and pull again"
-        if not path.exists():
-            raise ValueError(f"cached file {path} is missing; {fix}")
-        stat = path.stat()
-        if stat.st_size != entry["bytes"]:
-            raise ValueError(
-                f"cached file {path} has {stat.st_size} bytes, expected {entry['bytes']} (truncated?); {fix}"
+        path = inside(dest, entry["path"])
+        if not path.is_file():
+            raise ArtifactError(f"cached file {path} is missing; {fix}")
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            raise ArtifactError(
+                f"cached file {path} has {size} bytes, expected {entry['bytes']} (truncated?); {fix}"
             )
-        changed = verify or marker.get(entry["path"]) != [stat.st_size, stat.st_mtime_ns]
-        if changed and _sha256(path) != entry["sha256"]:
-            raise ValueError(
+        if _sha256(path) != entry["sha256"]:
+            raise ArtifactError(
                 f"cached file {path} does not match the sha256 in its manifest (modified?); {fix}"
             )
-    _write_marker(dest, manifest)
     return manifest
 
 
@@ -168,22 +314,6 @@ def _sha256(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _read_marker(dest: Path) -> dict[str, list[int]]:
-    try:
-        return dict(json.loads((dest / _VERIFIED).read_text()))
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_marker(dest: Path, manifest: dict[str, Any]) -> None:
-    """Remember size and mtime of each verified file so the next load need not re-hash it."""
-    state = {}
-    for entry in manifest["files"]:
-        stat = (dest / entry["path"]).stat()
-        state[entry["path"]] = [stat.st_size, stat.st_mtime_ns]
-    _write_atomic(dest / _VERIFIED, json.dumps(state).encode())
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -214,14 +344,28 @@ def load(ref: str, store: str | None = None, cache_dir: str | None = None) -> Em
 
 
 def _find_cached(ref: str, cache_dir: str | None) -> Path:
+    """The one cached copy of an exact version (or digest) in any store's cache that verifies."""
     name, selector = parse_ref(ref)
-    if not is_version(selector):
+    if not (is_version(selector) or is_digest(selector)):
         raise ValueError(f"{ref}: resolving an alias needs a store; pass store= or set C2V_STORE")
-    hits = [p.parent for p in cache_root(cache_dir).glob(f"*/{name}/{selector}/{MANIFEST}")]
-    if len(hits) != 1:
+    pattern = f"*/{name}/{selector}/{MANIFEST}" if is_version(selector) else f"*/{name}/*/{MANIFEST}"
+    hits, errors = [], []
+    for manifest in sorted(cache_root(cache_dir).glob(pattern)):
+        folder = manifest.parent
+        if not is_version(folder.name):
+            continue
+        try:
+            check_cached(
+                folder, name=name, version=folder.name, digest=selector if is_digest(selector) else None
+            )
+        except (OSError, ValueError) as exc:
+            errors.append(str(exc))
+            continue
+        hits.append(folder)
+    if len({_sha256(h / MANIFEST) for h in hits}) != 1:
         where = "no store's cache" if not hits else f"{len(hits)} stores' caches"
-        raise ValueError(f"{ref} is in {where}; pass store= or set C2V_STORE")
-    check_cached(hits[0])
+        why = f" ({errors[0]})" if errors and not hits else ""
+        raise ValueError(f"{ref} is in {where}{why}; pass store= or set C2V_STORE")
     return hits[0]
 
 

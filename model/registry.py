@@ -42,6 +42,16 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from model import storage
+from model.artifact import (
+    DIGEST_PREFIX,
+    MAX_MANIFEST_BYTES,
+    ArtifactError,
+    check_manifest,
+    is_digest,
+    load_vectors,
+    manifest_digest,
+    parse_vocab_tsv,
+)
 from model.config import EvalConfig, PublishConfig
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
@@ -83,11 +93,24 @@ def is_version(value: str) -> bool:
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
-    """Split ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS`` into (name, version-or-alias); NAME means latest."""
+    """Split ``NAME``, ``NAME@VERSION``, ``NAME@ALIAS`` or ``NAME@sha256:<hex>`` into (name, selector).
+
+    NAME alone means ``latest``. A ``sha256:`` selector is the content digest of a
+    version's manifest (:func:`model.artifact.manifest_digest`): it pins exact content.
+    """
     if not isinstance(ref, str) or ref.count("@") > 1:
-        raise ValueError(f"invalid reference {ref!r}: expected NAME, NAME@VERSION or NAME@ALIAS")
+        raise ValueError(
+            f"invalid reference {ref!r}: expected NAME, NAME@VERSION, NAME@ALIAS or NAME@sha256:<digest>"
+        )
     name, at, selector = ref.partition("@")
     validate_name(name)
+    if at and selector.startswith(DIGEST_PREFIX):
+        if not is_digest(selector):
+            raise ValueError(
+                f"invalid reference {ref!r}: a digest is 'sha256:' and 64 lower-case hex digits "
+                "(as printed by `corpus2vec list`/`show`/`publish`)"
+            )
+        return name, selector
     return name, validate_name(selector if at else LATEST, "version or alias")
 
 
@@ -121,6 +144,8 @@ def fresh_fs(url: str) -> tuple[Any, str]:
 def resolve(store: str, ref: str) -> tuple[str, str]:
     """(name, version) for a reference; an exact version must have a manifest, an alias must exist."""
     name, selector = parse_ref(ref)
+    if is_digest(selector):
+        return name, find_digest(store, name, selector)
     if is_version(selector):
         fs, path = fresh_fs(storage.join(version_uri(store, name, selector), MANIFEST))
         if not fs.exists(path):
@@ -146,14 +171,78 @@ def read_alias(store: str, name: str, alias: str) -> dict[str, Any] | None:
             record = json.loads(handle.read())
     except FileNotFoundError:
         return None
-    validate_name(str(record.get("version")), f"version in alias file {url}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"alias file {url} is not valid JSON ({exc}); fix it with `corpus2vec promote`") from None
+    return check_alias(record, url)
+
+
+def check_alias(record: Any, url: str) -> dict[str, Any]:
+    """An alias record checked by type: a JSON object whose ``version`` is a version id.
+
+    Anything else (a list, a number, ``"../x"``) is refused with the file named,
+    so a damaged alias never turns into a path or a silent fallback.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"alias file {url} is not a JSON object but {type(record).__name__}; "
+            "fix it with `corpus2vec promote NAME@VERSION --alias ALIAS`"
+        )
+    version = record.get("version")
+    if not isinstance(version, str) or not is_version(version):
+        raise ValueError(
+            f"alias file {url} names version {version!r}, which is not a version id; "
+            "fix it with `corpus2vec promote NAME@VERSION --alias ALIAS`"
+        )
+    created = record.get("version_created_at")
+    if created is not None and not isinstance(created, str):
+        raise ValueError(f"alias file {url}: version_created_at is {created!r}, not a string")
     return record
+
+
+def read_manifest_bytes(store: str, name: str, version: str) -> bytes:
+    """The raw bytes of a version's ``manifest.json`` (read at most the size cap, so a huge
+    object cannot exhaust memory); FileNotFoundError when the version is not published."""
+    url = storage.join(version_uri(store, name, version), MANIFEST)
+    fs, path = fresh_fs(url)
+    try:
+        with fs.open(path, "rb") as handle:
+            data = handle.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{name}@{version} is not published in {store} (no manifest); "
+            f"see `corpus2vec list {name}` for the versions there"
+        ) from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{url} is larger than {MAX_MANIFEST_BYTES} bytes: not a corpus2vec manifest")
+    return data
+
+
+def load_manifest(store: str, name: str, version: str) -> tuple[dict[str, Any], str]:
+    """A version's manifest, checked against the artifact contract and the ref, and its digest."""
+    data = read_manifest_bytes(store, name, version)
+    where = storage.join(version_uri(store, name, version), MANIFEST)
+    try:
+        manifest = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{where} is not valid JSON ({exc}); tell the publisher") from None
+    return check_manifest(manifest, where, name, version), manifest_digest(data)
+
+
+def find_digest(store: str, name: str, digest: str) -> str:
+    """The version of ``name`` whose manifest bytes hash to ``digest``; FileNotFoundError if none."""
+    for row in list_versions(store, name):
+        if row["digest"] == digest:
+            return str(row["version"])
+    raise FileNotFoundError(
+        f"{name}@{digest}: no published version of {name!r} in {store} has this content digest; "
+        f"see `corpus2vec list {name}` for the digests there"
+    )
 
 
 def read_manifest(store: str, ref: str) -> dict[str, Any]:
     """The manifest of the version ``ref`` resolves to."""
     name, version = resolve(store, ref)
-    return storage.read_json(storage.join(version_uri(store, name, version), MANIFEST))
+    return load_manifest(store, name, version)[0]
 
 
 def list_versions(store: str, name: str) -> list[dict[str, Any]]:
@@ -170,11 +259,19 @@ def list_versions(store: str, name: str) -> list[dict[str, Any]]:
         if not is_version(version):
             continue
         with fs.open(manifest_path, "rb") as handle:
-            manifest = json.loads(handle.read())
+            data = handle.read(MAX_MANIFEST_BYTES + 1)
+        try:
+            manifest = check_manifest(json.loads(data), manifest_path, name, version)
+        except (ValueError, UnicodeDecodeError) as exc:  # one damaged version must not hide the others
+            out.append({"name": name, "version": version, "created_at": None, "error": str(exc),
+                        "metrics": {}, "aliases": sorted(aliases.get(version, [])),
+                        "uri": storage.join(root, version), "digest": None})  # fmt: skip
+            continue
         out.append(
             {
                 "name": name,
                 "version": version,
+                "digest": manifest_digest(data),
                 "created_at": manifest.get("created_at"),
                 "parent": manifest.get("parent"),
                 "metrics": manifest.get("metrics", {}),
@@ -184,7 +281,7 @@ def list_versions(store: str, name: str) -> list[dict[str, Any]]:
                 "uri": storage.join(root, version),
             }
         )
-    return sorted(out, key=lambda v: (v["created_at"] or "", v["version"]))
+    return sorted(out, key=lambda v: (str(v["created_at"] or ""), v["version"]))
 
 
 def _aliases_by_version(store: str, name: str) -> dict[str, list[str]]:
@@ -209,26 +306,40 @@ def list_names(store: str) -> list[str]:
 
 
 def load_arrays(store: str, name: str, version: str) -> tuple[list[str], list[int], np.ndarray]:
-    """Words, counts and vectors of a published version, read straight from the store (no cache)."""
-    from model.evaluate import load_npy
+    """Words, counts and vectors of a published version, read straight from the store (no cache).
 
+    Each file is checked against the sha256 in the version's manifest before it
+    is parsed: diff and the alignment of a new version onto its parent must not
+    compute on bytes nobody vouched for.
+    """
+    manifest, _ = load_manifest(store, name, version)
     root = version_uri(store, name, version)
-    fs, path = storage.get_fs(storage.join(root, "vocab.tsv"))
+    entries = {e["path"]: e for e in manifest["files"]}
+    vocab = read_verified(storage.join(root, "vocab.tsv"), entries["vocab.tsv"])
+    words, counts = parse_vocab_tsv(vocab, storage.join(root, "vocab.tsv"))
+    npy_url = storage.join(root, "vectors.npy")
+    vectors = load_vectors(read_verified(npy_url, entries["vectors.npy"]), len(words), npy_url)
+    return words, counts, vectors
+
+
+def read_verified(url: str, entry: dict[str, Any]) -> bytes:
+    """The bytes at ``url`` when they match the manifest ``entry`` (size and sha256), else ArtifactError.
+
+    Reads at most ``bytes + 1``: an object larger than declared is refused without
+    being read whole.
+    """
+    fs, path = storage.get_fs(url)
     with fs.open(path, "rb") as handle:
-        words, counts = parse_vocab_tsv(handle.read())
-    return words, counts, load_npy(storage.join(root, "vectors.npy"))
-
-
-def parse_vocab_tsv(data: bytes) -> tuple[list[str], list[int]]:
-    """``word<TAB>count`` lines (no header) into words and counts."""
-    words, counts = [], []
-    for line_no, line in enumerate(data.decode("utf-8").splitlines()):
-        word, sep, count = line.partition("\t")
-        if not sep:
-            raise ValueError(f"vocab.tsv line {line_no + 1} is not word<TAB>count: {line!r}")
-        words.append(word)
-        counts.append(int(count))
-    return words, counts
+        data = handle.read(entry["bytes"] + 1)
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != entry["bytes"] or digest != entry["sha256"]:
+        size = f"more than {entry['bytes']}" if len(data) > entry["bytes"] else str(len(data))
+        raise ArtifactError(
+            f"{url} does not match its manifest ({size} bytes, sha256 {digest[:12]}; expected "
+            f"{entry['bytes']} bytes, sha256 {entry['sha256'][:12]}): the store copy is corrupt or "
+            "was modified; tell the publisher"
+        )
+    return data
 
 
 def diff(store: str, ref_a: str, ref_b: str) -> dict[str, Any]:
@@ -295,7 +406,7 @@ def _age_key(store: str, name: str, record: dict[str, Any]) -> tuple[str, str]:
             created = read_manifest(store, f"{name}@{version}").get("created_at", "")
         except (FileNotFoundError, ValueError):
             created = ""
-    return str(created), version
+    return (created if isinstance(created, str) else ""), version
 
 
 def _read_with_tag(url: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -304,9 +415,14 @@ def _read_with_tag(url: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
         tag = None if storage.is_local(url) else fs.info(path).get("ETag")
         with fs.open(path, "rb") as handle:
-            return json.loads(handle.read()), tag
+            data = handle.read()
     except FileNotFoundError:
         return None, None
+    try:
+        record = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"alias file {url} is not valid JSON ({exc}); fix it with `corpus2vec promote`") from None
+    return check_alias(record, url), tag
 
 
 def _swap(url: str, data: bytes, tag: str | None) -> bool:
@@ -555,10 +671,22 @@ def publish(
         candidate = _write_candidate(store, name, meta, payload)
         raise QualityGateFailed(name, version, gate["reasons"], candidate)
     target = version_uri(store, name, version)
-    _write_version(target, meta, payload)
-    _update_alias(store, name, LATEST, version, meta["created_at"], only_forward=True)
+    digest = _write_version(target, meta, payload)
+    alias = _update_alias(store, name, LATEST, version, meta["created_at"], only_forward=True)
     summary = {k: meta[k] for k in ("name", "version", "parent", "gate", "metrics")}
-    return {**summary, "uri": target, "aligned": meta["aligned_to"] is not None}
+    result = {**summary, "uri": target, "aligned": meta["aligned_to"] is not None}
+    result.update(digest=digest, ref=f"{name}@{digest}", latest=str(alias["version"]))
+    result["latest_moved"] = alias["version"] == version
+    if not result["latest_moved"]:
+        # Said in the result (and by the CLI's exit code): a silent success here would
+        # leave everyone pulling `latest` on the old version without knowing.
+        result["warning"] = (
+            f"{name}@{version} was published but {name}@latest still points at {alias['version']} "
+            f"(created_at {alias.get('version_created_at')!r} is not older than {meta['created_at']}; "
+            "a clock in the future?). Move it deliberately with "
+            f"`corpus2vec promote {name}@{version} --alias latest`"
+        )
+    return result
 
 
 def _latest_with_metrics(store: str, name: str) -> tuple[str | None, dict[str, float] | None]:
@@ -567,8 +695,11 @@ def _latest_with_metrics(store: str, name: str) -> tuple[str | None, dict[str, f
     if record is None:
         return None, None
     parent = str(record["version"])
-    manifest = storage.read_json(storage.join(version_uri(store, name, parent), MANIFEST))
-    return parent, dict(manifest.get("metrics", {}))
+    manifest, _ = load_manifest(store, name, parent)
+    metrics = manifest.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise ArtifactError(f"{name}@{parent}: manifest 'metrics' is not an object; the gate cannot use it")
+    return parent, dict(metrics)
 
 
 def _check_inputs(
@@ -634,8 +765,8 @@ def _write_candidate(store: str, name: str, meta: dict[str, Any], payload: dict[
     raise FileExistsError(f"{base}: too many candidates with this id; clean up _candidates/")
 
 
-def _write_version(target: str, meta: dict[str, Any], payload: dict[str, Any]) -> None:
-    """Claim ``target``, stream every file into it, then create the manifest last."""
+def _write_version(target: str, meta: dict[str, Any], payload: dict[str, Any]) -> str:
+    """Claim ``target``, stream every file into it, then create the manifest last; returns its digest."""
     claim = {"version": meta["version"], "by": f"{platform.node()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"}
     if not create_exclusive(storage.join(target, _CLAIM), _json_bytes(claim)):
         raise FileExistsError(
@@ -644,10 +775,12 @@ def _write_version(target: str, meta: dict[str, Any], payload: dict[str, Any]) -
         )
     files = [write_file(target, name, produce) for name, produce in _producers(payload)]
     manifest = {**meta, "files": sorted(files, key=lambda f: f["path"])}
-    if not create_exclusive(storage.join(target, MANIFEST), _json_bytes(manifest)):
+    data = _json_bytes(manifest)
+    if not create_exclusive(storage.join(target, MANIFEST), data):
         raise FileExistsError(
             f"{target}/{MANIFEST} appeared while publishing; the version was not overwritten"
         )
+    return manifest_digest(data)
 
 
 def _producers(payload: dict[str, Any]) -> list[tuple[str, Callable[[HashingWriter], Any]]]:

@@ -108,7 +108,8 @@ def test_tampered_or_truncated_cache_files_are_refused(published: dict) -> None:
     load("news", store=published["store"], cache_dir=published["cache"])  # repaired: accepted again
 
 
-def test_verify_rehashes_even_when_size_and_mtime_are_kept(published: dict) -> None:
+def test_cache_is_rehashed_even_when_size_and_mtime_are_kept(published: dict) -> None:
+    """Issue 13: the cache is re-verified by sha256 on every reuse, not trusted by size and mtime."""
     path = pull("news", published["store"], cache_dir=published["cache"])
     target = path / "vectors.bin"
     stat = target.stat()
@@ -116,9 +117,8 @@ def test_verify_rehashes_even_when_size_and_mtime_are_kept(published: dict) -> N
     data[-2] ^= 0x01
     target.write_bytes(bytes(data))
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    pull("news", published["store"], cache_dir=published["cache"])  # the cheap check cannot see it
     with pytest.raises(ValueError, match=r"vectors\.bin does not match"):
-        pull("news", published["store"], cache_dir=published["cache"], verify=True)
+        pull("news", published["store"], cache_dir=published["cache"])
 
 
 def test_pull_refuses_bad_references(published: dict) -> None:
