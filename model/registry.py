@@ -365,8 +365,11 @@ def promote(store: str, name: str, version: str, alias: str) -> dict[str, Any]:
     validate_name(alias, "alias")
     if is_version(alias):
         raise ValueError(f"alias {alias!r} looks like a version id; choose a name such as 'stable'")
+    require_conditional_writes(name_uri(store, name))
     _, target = resolve(store, f"{name}@{version}")
     created_at = read_manifest(store, f"{name}@{target}").get("created_at", "")
+    if not isinstance(created_at, str):
+        raise ArtifactError(f"{name}@{target}: manifest created_at is {created_at!r}, not a string")
     return _update_alias(store, name, alias, target, created_at, only_forward=False)
 
 
@@ -435,8 +438,8 @@ def _swap(url: str, data: bytes, tag: str | None) -> bool:
         return create_exclusive(url, data)
     try:
         fs.pipe_file(path, data, IfMatch=tag)
-    except TypeError:  # a backend without conditional writes: last writer wins
-        fs.pipe_file(path, data)
+    except TypeError as exc:  # fail closed: a silent last-writer-wins could move latest backwards
+        raise RuntimeError(_NO_CAS.format(url=url, protocol=fs.protocol)) from exc
     except OSError as exc:
         message = str(exc).lower()
         if any(m in message for m in ("pre-condition", "precondition", "conflict")):
@@ -492,15 +495,36 @@ def create_exclusive(url: str, data: bytes) -> bool:
             return False
         finally:
             os.unlink(tmp)
+    require_conditional_writes(url)
     try:
         fs.pipe_file(path, data, mode="create")
     except FileExistsError:
         return False
-    except TypeError:
-        if fs.exists(path):
-            return False
-        fs.pipe_file(path, data)
+    except TypeError as exc:  # fail closed: check-then-write lets two publishers both "win"
+        raise RuntimeError(_NO_CAS.format(url=url, protocol=fs.protocol)) from exc
     return True
+
+
+_NO_CAS = (
+    "{url}: the {protocol} filesystem offers no conditional writes corpus2vec can rely on, so two "
+    "publishers could overwrite each other's version or alias; nothing was written. Publish to a "
+    "local folder or s3:// (If-None-Match / If-Match)"
+)
+_CAS_PROTOCOLS = frozenset({"file", "local", "s3", "s3a"})
+
+
+def require_conditional_writes(url: str) -> None:
+    """RuntimeError unless ``url`` lives on a backend whose create-if-absent and compare-and-swap
+    corpus2vec has verified (local folders: ``os.link``/``flock``; S3: ``If-None-Match``/``If-Match``).
+
+    Other fsspec backends may accept the keyword and ignore it (fsspec's memory
+    filesystem ignores ``IfMatch``), which would turn every guarantee into
+    last-writer-wins without a word: refused instead.
+    """
+    fs, _ = storage.get_fs(url)
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if not _CAS_PROTOCOLS.intersection(protocols):
+        raise RuntimeError(_NO_CAS.format(url=url, protocol="/".join(protocols)))
 
 
 class HashingWriter:
@@ -641,6 +665,7 @@ def publish(
     from model.word2vec_format import check_words
 
     validate_name(name)
+    require_conditional_writes(name_uri(store, name))  # before anything is written
     _check_inputs(vectors, words, counts, output_vectors)
     check_words(words)
     created = _now()

@@ -45,24 +45,75 @@ def write_word2vec_binary(handle: BinaryIO, words: Sequence[str], vectors: np.nd
     return written
 
 
-def read_word2vec_binary(handle: BinaryIO) -> tuple[list[str], np.ndarray]:
-    """Read a word2vec binary file (ours or word2vec.c's/gensim's) into words and a float32 table."""
-    header = handle.readline().decode("ascii", errors="replace").split()
-    if len(header) != 2 or not all(h.isdigit() for h in header):
-        raise ValueError(f"not a word2vec binary file: header {header!r}, expected 'V d'")
+def read_word2vec_binary(handle: BinaryIO, size: int | None = None) -> tuple[list[str], np.ndarray]:
+    """Read a word2vec binary file (ours or word2vec.c's/gensim's) into words and a float32 table.
+
+    The header's ``V d`` is bounded by the file's size (``size``, else the
+    handle's own when it can seek) before anything is allocated: a forged
+    ``"99999999999 300"`` header must not ask for terabytes. Every problem is a
+    ValueError that says what is wrong and where.
+    """
+    line = handle.readline(_MAX_HEADER + 1)
+    header = line.decode("ascii", errors="replace").split()
+    if len(line) > _MAX_HEADER or len(header) != 2 or not all(_is_decimal(h) for h in header):
+        raise ValueError(f"not a word2vec binary file: header {line[:40]!r}, expected 'V d'")
     rows, dim = int(header[0]), int(header[1])
+    if dim < 1:
+        raise ValueError(f"word2vec header says {dim} dimensions; expected at least 1")
+    size = _remaining(handle) if size is None else size - len(line)
+    width = dim * _DTYPE.itemsize
+    if size is not None and rows * (width + 2) > size:  # each row: >= 1 word byte, a space, d floats
+        raise ValueError(
+            f"word2vec header says {rows} x {dim} but only {size} bytes follow it "
+            "(truncated or not a word2vec file)"
+        )
+    if size is None and rows * width > _MAX_UNSIZED_BYTES:
+        raise ValueError(
+            f"word2vec header says {rows} x {dim} ({rows * width} bytes) and the stream has no size to check it "
+            "against; pass size= to read_word2vec_binary"
+        )
     vectors = np.empty((rows, dim), dtype=np.float32)
     words: list[str] = []
-    buffer, pos, width = b"", 0, dim * _DTYPE.itemsize
+    buffer, pos = b"", 0
     while len(words) < rows:
         space = buffer.find(b" ", pos)
         if space < 0 or len(buffer) < space + 1 + width:
+            if space < 0 and len(buffer) - pos > _MAX_WORD_BYTES:
+                raise ValueError(f"word2vec row {len(words)}: no space within {_MAX_WORD_BYTES} bytes (corrupt)")
             more = handle.read(max(_READ_BYTES, 2 * width))
             if not more:
                 raise ValueError(f"word2vec file ends after {len(words)} of {rows} vectors (truncated)")
             buffer, pos = buffer[pos:] + more, 0  # compact only when refilling: O(file) copying
             continue
-        words.append(buffer[pos:space].lstrip(b"\n").decode("utf-8"))
+        raw = buffer[pos:space].lstrip(b"\n")
+        try:
+            word = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"word2vec row {len(words)}: word is not valid UTF-8 ({exc.reason})") from None
+        if not word:
+            raise ValueError(f"word2vec row {len(words)}: empty word (corrupt file)")
+        words.append(word)
         vectors[len(words) - 1] = np.frombuffer(buffer, dtype=_DTYPE, count=dim, offset=space + 1)
         pos = space + 1 + width
     return words, vectors
+
+
+_MAX_HEADER = 64
+_MAX_WORD_BYTES = 1 << 16
+_MAX_UNSIZED_BYTES = 1 << 30
+
+
+def _is_decimal(text: str) -> bool:
+    """Plain ASCII digits only (``str.isdigit`` also accepts superscripts and other scripts' digits)."""
+    return text.isascii() and text.isdigit()
+
+
+def _remaining(handle: BinaryIO) -> int | None:
+    """Bytes left after the current position, when the handle can tell (None for a pipe)."""
+    try:
+        here = handle.tell()
+        end = handle.seek(0, 2)
+        handle.seek(here)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return end - here
