@@ -121,7 +121,7 @@ def run_count(
     if done is not None:
         return done
     tokens = storage.require_manifest(tokens_uri, "tokens")
-    storage.remove(out_uri)
+    storage.clear_unfinished(out_uri)
     counts = count_words(spark, common.manifest_units(tokens_uri, tokens), partitions).persist()
     try:
         types, total = counts.aggregate((0, 0), lambda acc, wc: (acc[0] + 1, acc[1] + wc[1]), _add_pairs)

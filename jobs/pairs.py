@@ -487,7 +487,7 @@ def run_pairs(
         raise ValueError(
             f"the vocabulary at {vocab_uri} has {vocab.num_rows} word(s); negatives need at least 2"
         )
-    storage.remove(out_uri)
+    storage.clear_unfinished(out_uri)
     shards = sorted(
         make_pairs(spark, tokens_uri, tokens, vocab, vocab_manifest, out_uri, cfg, partitions),
         key=lambda e: (e["draw"], e["path"]),

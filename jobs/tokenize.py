@@ -318,16 +318,18 @@ def run_tokenize(
 ) -> dict[str, Any]:
     """Tokenize ``corpus`` into ``out_uri`` and return its manifest (kind "tokens").
 
-    Idempotent: a finished output (manifest present) is returned untouched; an
-    unfinished one is cleared first. Raises ValueError when too many input files
+    Idempotent: a finished output (manifest present) is returned untouched; the
+    leftovers of an unfinished one are cleared first, after the inputs were listed,
+    and a folder holding anything this stage does not write is refused
+    (:func:`model.storage.clear_unfinished`). Raises ValueError when too many input files
     are unreadable; nothing is marked finished then.
     """
     started = time.time()
     done = storage.read_manifest(out_uri, KIND)
     if done is not None:
         return done
-    storage.remove(out_uri)
-    files = expand_corpus(corpus, cfg)
+    files = expand_corpus(corpus, cfg)  # inputs first: a typo must fail before the output is touched
+    storage.clear_unfinished(out_uri)
     num_parts = cfg.num_parts or default_num_parts(files)
     results = tokenize_corpus(spark, files, out_uri, cfg, num_parts, partitions)
     parts = sorted((r["part"] for r in results if "part" in r), key=lambda e: e["path"])

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -174,3 +175,45 @@ def remove(url: str) -> None:
     fs, path = get_fs(url)
     if fs.exists(path):
         fs.rm(path, recursive=True)
+
+
+# What an unfinished stage may have left: its own outputs, temp files and manifest. Nothing else
+# in an output folder is ever deleted (a mistyped --out must not cost anyone their files).
+STAGE_LEFTOVERS = re.compile(r"(part-\d{5}\.parquet|vocab\.parquet|_manifest\.json|\.tmp-.*)")
+_DRAW_DIR = re.compile(r"draw-\d{2,}")
+
+
+def clear_unfinished(dir_url: str, own: re.Pattern[str] = STAGE_LEFTOVERS) -> None:
+    """Delete what an unfinished run of a stage left in ``dir_url``, and only that.
+
+    Only the stage's own known children are removed (names matching ``own`` and
+    ``draw-NN/`` folders holding nothing else). Anything else found there means
+    the folder is not this stage's: ValueError naming it, and nothing is deleted.
+    """
+    fs, path = get_fs(dir_url)
+    try:
+        children = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return
+    if fs.isfile(path):
+        raise ValueError(f"output {dir_url} is a file, not a stage folder; choose another --out")
+    mine, foreign = [], []
+    for child in children:
+        name = posixpath.basename(child["name"].rstrip("/"))
+        if child["type"] == "directory":
+            ok = bool(_DRAW_DIR.fullmatch(name)) and all(
+                own.fullmatch(posixpath.basename(p)) for p in fs.find(child["name"])
+            )
+        else:
+            ok = bool(own.fullmatch(name))
+        (mine if ok else foreign).append(child["name"])
+    if foreign:
+        shown = ", ".join(posixpath.basename(p.rstrip("/")) for p in sorted(foreign)[:3])
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise ValueError(
+            f"output {dir_url} holds files this stage did not write ({shown}{more}) and has no "
+            f"{MANIFEST}; nothing was deleted. Choose an empty or new folder for the output, "
+            "or move those files away yourself"
+        )
+    for child in mine:
+        fs.rm(child, recursive=True)
