@@ -8,10 +8,12 @@ stage. ``list/show/pull/promote/diff`` need neither Spark nor Prefect.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -43,12 +45,38 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code=1)
+USER_ERROR = 2  # bad --set, bad ref, missing file: the user can fix it (Click uses 2 for usage errors too)
+# What a user can fix from the message alone; printed as one line, never as a traceback.
+_USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int = USER_ERROR) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code=code)
+
+
+def _user_errors(func: F) -> F:
+    """Turn a user error anywhere in a command into ``error: ...`` on stderr and exit code 2.
+
+    Other failures of the environment (a store that cannot be reached) exit 1,
+    also without a traceback: the message says what failed, the traceback would not help.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except _USER_ERRORS as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(f"{type(exc).__name__}: {exc}", code=1)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @app.command()
+@_user_errors
 def run(
     corpus: Annotated[
         list[str] | None, typer.Option("--corpus", help="Input file, glob, folder or URL (repeatable).")
@@ -76,8 +104,8 @@ def run(
                 preset=preset,
                 overrides=overrides or [],
             )
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            _fail(str(exc))
+        except RuntimeError as exc:
+            _fail(str(exc), code=1)
     summary["seconds"]["total"] = round(time.monotonic() - started, 2)
     if as_json:
         _print_json(summary)
@@ -87,6 +115,7 @@ def run(
 
 
 @app.command()
+@_user_errors
 def deploy(
     pool: Annotated[
         str, typer.Option("--pool", help="Prefect work pool (type process), created if missing.")
@@ -138,6 +167,7 @@ def deploy(
 
 
 @app.command()
+@_user_errors
 def prepare(
     corpus: Annotated[
         list[str] | None, typer.Option("--corpus", help="Input file, glob, folder or URL.")
@@ -175,6 +205,7 @@ def prepare(
 
 
 @app.command()
+@_user_errors
 def train(
     pairs: Annotated[str, typer.Option("--pairs", help="Pairs stage URI (with _manifest.json).")],
     vocab: Annotated[str, typer.Option("--vocab", help="Vocab stage URI (with _manifest.json).")],
@@ -191,13 +222,14 @@ def train(
     with StageProgress(err) as progress:
         try:
             manifest = stages.train(pairs, vocab, out, cfg, on_progress=progress.training_callback())
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            _fail(str(exc))
+        except RuntimeError as exc:
+            _fail(str(exc), code=1)
     keys = ("world_size", "pairs_trained", "pairs_per_s", "seconds", "final_loss")
     _print_result({"train": out, **{k: manifest.get(k) for k in keys}}, as_json)
 
 
 @app.command()
+@_user_errors
 def evaluate(
     train_uri: Annotated[str, typer.Option("--train", help="Train stage URI (vectors.npy).")],
     vocab: Annotated[str, typer.Option("--vocab", help="Vocab stage URI.")],
@@ -222,6 +254,7 @@ def evaluate(
 
 
 @app.command()
+@_user_errors
 def publish(
     train_uri: Annotated[str, typer.Option("--train", help="Train stage URI.")],
     vocab: Annotated[str, typer.Option("--vocab", help="Vocab stage URI.")],
@@ -244,9 +277,12 @@ def publish(
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     _print_result(result, as_json)
+    if result.get("latest_moved") is False:  # published, but downstream `latest` pulls will not see it
+        _fail(str(result.get("warning")), code=1)
 
 
 @app.command("list")
+@_user_errors
 def list_(
     name: Annotated[str | None, typer.Argument(help="Embedding name; all names when omitted.")] = None,
     store: StoreOpt = None,
@@ -277,6 +313,7 @@ def list_(
 
 
 @app.command()
+@_user_errors
 def show(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME@latest or NAME@ALIAS.")],
     store: StoreOpt = None,
@@ -285,13 +322,16 @@ def show(
     from model import registry
 
     try:
-        manifest = registry.read_manifest(_store(store), ref)
+        name, version = registry.resolve(_store(store), ref)
+        manifest, digest = registry.load_manifest(_store(store), name, version)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    err.print(f"{name}@{version}  content digest: {name}@{digest}", soft_wrap=True, highlight=False)
     _print_json(manifest)
 
 
 @app.command()
+@_user_errors
 def pull(
     ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS (default alias: latest).")],
     store: StoreOpt = None,
@@ -308,6 +348,7 @@ def pull(
 
 
 @app.command()
+@_user_errors
 def promote(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION to point the alias at.")],
     alias: Annotated[str, typer.Option("--alias", help="Alias to move, e.g. stable.")] = "stable",
@@ -325,6 +366,7 @@ def promote(
 
 
 @app.command()
+@_user_errors
 def diff(
     ref_a: Annotated[str, typer.Argument(help="Older version, NAME@REF.")],
     ref_b: Annotated[str, typer.Argument(help="Newer version, NAME@REF.")],
@@ -341,6 +383,7 @@ def diff(
 
 
 @app.command()
+@_user_errors
 def config(preset: PresetOpt = "tiny", overrides: SetOpt = None) -> None:
     """Print the resolved settings of a preset with overrides (every key --set accepts)."""
     try:
@@ -361,10 +404,12 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
 def _format_row(row: dict[str, Any]) -> str:
     if "version" not in row:
         return f"{row['name']}\t{row['versions']} version(s)"
+    aliases = ",".join(row.get("aliases") or [])
+    if row.get("error"):
+        return f"{row['name']}@{row['version']}\t{aliases}\tDAMAGED: {row['error']}"
     metrics = row.get("metrics") or {}
     shown = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-    aliases = ",".join(row.get("aliases") or [])
-    return f"{row['name']}@{row['version']}\t{aliases}\t{shown}"
+    return f"{row['name']}@{row['version']}\t{aliases}\t{shown}\t{row['name']}@{row.get('digest')}"
 
 
 def main() -> None:

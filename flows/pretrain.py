@@ -64,7 +64,8 @@ class StageFailed(RuntimeError):
 
     def __init__(self, stage: str, inputs: str, cause: BaseException, hint: str) -> None:
         self.stage, self.inputs, self.hint = stage, inputs, hint
-        super().__init__(f"{stage} failed on {inputs}: {type(cause).__name__}: {cause}\nwhat to do: {hint}")
+        message = f"{stage} failed on {inputs}: {type(cause).__name__}: {cause}\nwhat to do: {hint}"
+        super().__init__(storage.redact_text(message))  # logged and shown: no URL credentials
 
 
 @contextlib.contextmanager
@@ -191,7 +192,7 @@ def _short(value: Any) -> str:
 
 def _describe(corpus: list[str]) -> str:
     # no square brackets: terminals render these messages with rich markup
-    shown = ", ".join(corpus[:3])
+    shown = ", ".join(storage.redact_url(c) for c in corpus[:3])
     return f"corpus {shown}{f' (+{len(corpus) - 3} more)' if len(corpus) > 3 else ''}"
 
 

@@ -57,7 +57,9 @@ def fingerprint_inputs(corpus: list[str], cfg: PipelineConfig) -> dict[str, Any]
         fs, path = storage.get_fs(url)
         info = fs.info(path)
         tag = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
-        entries.append({"url": url, "size": int(info.get("size") or 0), "tag": str(tag)})
+        # Redacted: this list is the run's lineage (published manifest, Prefect artifacts), and
+        # a rotated credential or a fresh signature must not change the run id either.
+        entries.append({"url": storage.redact_url(url), "size": int(info.get("size") or 0), "tag": str(tag)})
     digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
     return {"files": entries, "sha256": digest}
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import contextlib
+import functools
 import gzip
 import hashlib
 import io
@@ -37,7 +38,7 @@ from operator import itemgetter
 from typing import IO, Any
 
 from model.config import CorpusConfig
-from model.storage import get_fs
+from model.storage import get_fs, redact_text, redact_url
 
 # A document: its stable id and its text as pieces (one piece, or many for huge lines).
 Document = tuple[str, Iterable[str]]
@@ -155,7 +156,7 @@ def _protocol(location: str) -> str:
 
 def _unstrip(protocol: str, path: str) -> str:
     """Put the protocol back on a path fsspec returned (local paths stay plain)."""
-    if protocol in ("", "file", "local"):
+    if protocol in ("", "file", "local") or "://" in path:  # http(s) paths keep their scheme
         return path
     return f"{protocol}://{path}"
 
@@ -284,7 +285,7 @@ def read_text(stream: io.BufferedReader, url: str, doc_per: str) -> Iterator[Doc
     text = _text_stream(stream)
     pieces = _line_pieces(text) if doc_per == "line" else _block_pieces(text)
     for number, group in groupby(pieces, key=itemgetter(0)):
-        yield f"{url}#{number}", (piece for _, piece in group)
+        yield f"{_shown(url)}#{number}", (piece for _, piece in group)
 
 
 def _line_pieces(text: IO[str]) -> Iterator[tuple[int, str]]:
@@ -343,7 +344,13 @@ def _doc_id(value: Any, url: str, number: int) -> str:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    return f"{url}#{number}"
+    return f"{_shown(url)}#{number}"
+
+
+@functools.lru_cache(maxsize=256)
+def _shown(url: str) -> str:
+    """The URL as recorded in document ids and rejects: credentials and signatures removed."""
+    return redact_url(url)
 
 
 def read_parquet(url: str, cfg: CorpusConfig, report: FileReport) -> Iterator[Document]:
@@ -510,5 +517,5 @@ def _format_reader(
 def _describe(exc: BaseException) -> str:
     """A short reason for a rejected file; truncation gets a plain-words hint."""
     if isinstance(exc, EOFError):
-        return f"truncated: the file ends before its compressed stream does ({exc})"
-    return f"unreadable: {type(exc).__name__}: {exc}"
+        return redact_text(f"truncated: the file ends before its compressed stream does ({exc})")
+    return redact_text(f"unreadable: {type(exc).__name__}: {exc}")

@@ -171,7 +171,7 @@ def tokenize_file(
     so it is counted exactly once even when Spark retries a task.
     """
     common.apply_store_env(env)
-    report = FileReport(url)
+    report = FileReport(storage.redact_url(url))  # reject lists are recorded: no credentials
     documents = short = 0
     for doc_id, pieces in read_documents(url, cfg, report):
         documents += 1
@@ -357,10 +357,11 @@ def _stats(
     cfg: CorpusConfig,
 ) -> dict[str, Any]:
     rejects = [x for r in reports for x in r["rejects"]]
+    shown = [storage.redact_url(f) for f in files]  # manifests never hold URL credentials
     return {
         "input_files": len(files),
-        "inputs": files if len(files) <= 1000 else files[:1000],
-        "inputs_sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
+        "inputs": shown[:1000],
+        "inputs_sha256": hashlib.sha256("\n".join(shown).encode()).hexdigest(),
         "documents": sum(p["documents"] for p in parts),
         "sentences": sum(p["sentences"] for p in parts),
         "tokens": sum(p["tokens"] for p in parts),

@@ -20,6 +20,7 @@ import posixpath
 import re
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -217,3 +218,46 @@ def clear_unfinished(dir_url: str, own: re.Pattern[str] = STAGE_LEFTOVERS) -> No
         )
     for child in mine:
         fs.rm(child, recursive=True)
+
+
+# Query parameters that carry a credential or a signature (S3/GCS presigned URLs, Azure SAS, CloudFront).
+_SECRET_PARAMS = re.compile(
+    r"(x-amz-.*|x-goog-.*|signature|sig|se|sp|sv|sr|st|spr|skoid|sktid|skt|ske|sks|skv|sip|"
+    r"awsaccesskeyid|expires|key-pair-id|policy|token|access_token|auth|apikey|api_key|key|password)",
+    re.IGNORECASE,
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials: ``user:secret@`` and signed query parameters removed.
+
+    The one place that decides what of a URL may be recorded: lineage, stage
+    manifests, published manifests, flow logs and reject lists all store URLs
+    through it. Plain paths and URLs without secrets come back unchanged.
+    """
+    if "://" not in url:
+        return url
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # not parseable as a URL: keep only the scheme, never the rest
+        return url.split("://", 1)[0] + "://<unparseable URL>"
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = parts.query
+    if query:
+        kept = [
+            (k, v)
+            for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)
+            if not _SECRET_PARAMS.fullmatch(k)
+        ]
+        query = urllib.parse.urlencode(kept)
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`redact_url` (for exception messages)."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
