@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -187,15 +188,18 @@ def load_vectors(source: Path | bytes, rows: int | None, where: str) -> np.ndarr
     cannot parse becomes an :class:`ArtifactError` naming it.
     """
     try:
-        if isinstance(source, bytes):
-            _check_npy_size(source, where)
-            array = np.load(io.BytesIO(source), allow_pickle=False)
-        else:
-            array = np.load(source, mmap_mode="r", allow_pickle=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # numpy's ast-based header parser on junk
+            warnings.simplefilter("ignore", SyntaxWarning)
+            if isinstance(source, bytes):
+                _check_npy_size(source, where)
+                array = np.load(io.BytesIO(source), allow_pickle=False)
+            else:
+                array = np.load(source, mmap_mode="r", allow_pickle=False)
     except ArtifactError:
         raise
-    except (ValueError, OSError, EOFError) as exc:
-        raise ArtifactError(f"{where} is not a readable .npy file ({exc})") from None
+    except Exception as exc:  # numpy's header parser also raises SyntaxError/TokenError on junk
+        raise ArtifactError(f"{where} is not a readable .npy file ({type(exc).__name__}: {exc})") from None
     if not isinstance(array, np.ndarray):
         raise ArtifactError(f"{where} is not a single .npy array")
     return check_vectors(array, rows, where)

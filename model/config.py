@@ -36,8 +36,12 @@ class CorpusConfig:
     min_doc_tokens: int = 1
     # tokens output files; default from input bytes (never from the cluster size)
     num_parts: int | None = None
-    # *.paths lists: prefix for relative entries (Common Crawl: "s3://commoncrawl/"); default the list's folder
+    # *.paths lists: prefix for relative entries (Common Crawl: "s3://commoncrawl/"); default the list's folder.
+    # When set, every entry must also lie under it (absolute entries included).
     paths_prefix: str | None = None
+    # Largest record held whole in memory (a JSON line, a WET record, a Parquet text value); a bigger one
+    # is skipped and reported by name. Plain-text lines are streamed in pieces and are not capped.
+    max_record_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,7 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
         ),
         (cfg.corpus.max_sentence_tokens >= 2, "corpus.max_sentence_tokens must be >= 2"),
         (0 <= cfg.corpus.max_bad_fraction <= 1, "corpus.max_bad_fraction must be in [0, 1]"),
+        (cfg.corpus.max_record_bytes >= 1024, "corpus.max_record_bytes must be >= 1024"),
         (cfg.train.vector_size >= 1, "train.vector_size must be >= 1"),
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
         (cfg.train.nproc >= 1, "train.nproc must be >= 1"),
