@@ -111,7 +111,11 @@ def run(
         _print_json(summary)
         return
     err.print(f"[bold green]published[/] {summary['name']}@{summary['version']}")
+    if summary.get("digest"):
+        err.print(f"content digest: {summary['name']}@{summary['digest']}", soft_wrap=True)
     typer.echo(f"{summary['name']}@{summary['version']}\t{summary['uri']}")
+    if summary.get("latest_moved") is False:
+        _fail(str(summary.get("warning")), code=1)
 
 
 @app.command()

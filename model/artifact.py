@@ -157,7 +157,9 @@ def parse_vocab_tsv(data: bytes, where: str = "vocab.tsv") -> tuple[list[str], l
         try:
             word = raw_word.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ArtifactError(f"{where} line {number}: the word is not valid UTF-8 ({exc.reason})") from None
+            raise ArtifactError(
+                f"{where} line {number}: the word is not valid UTF-8 ({exc.reason})"
+            ) from None
         if not word or any(ch.isspace() for ch in word):
             raise ArtifactError(f"{where} line {number}: word {word!r} is empty or contains whitespace")
         if word in seen:
@@ -213,9 +215,7 @@ def _check_npy_size(data: bytes, where: str) -> None:
     """
     handle = io.BytesIO(data)
     major, _ = np.lib.format.read_magic(handle)
-    read_header = (
-        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-    )
+    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
     shape, _, dtype = read_header(handle)
     needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if needed > len(data) - handle.tell():

@@ -35,7 +35,9 @@ class Embeddings:
         try:
             manifest = json.loads(where.read_bytes())
         except ValueError as exc:
-            raise ArtifactError(f"{where} is not valid JSON ({exc}); delete this folder and pull again") from None
+            raise ArtifactError(
+                f"{where} is not valid JSON ({exc}); delete this folder and pull again"
+            ) from None
         # Type-checked here too: a folder opened directly (not through pull/load) has no other check.
         self.manifest: dict[str, Any] = check_manifest(manifest, str(where))
         self.words, self.counts = parse_vocab_tsv(

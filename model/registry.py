@@ -172,7 +172,9 @@ def read_alias(store: str, name: str, alias: str) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"alias file {url} is not valid JSON ({exc}); fix it with `corpus2vec promote`") from None
+        raise ValueError(
+            f"alias file {url} is not valid JSON ({exc}); fix it with `corpus2vec promote`"
+        ) from None
     return check_alias(record, url)
 
 
@@ -424,7 +426,9 @@ def _read_with_tag(url: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
         record = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"alias file {url} is not valid JSON ({exc}); fix it with `corpus2vec promote`") from None
+        raise ValueError(
+            f"alias file {url} is not valid JSON ({exc}); fix it with `corpus2vec promote`"
+        ) from None
     return check_alias(record, url), tag
 
 

@@ -79,7 +79,9 @@ def read_word2vec_binary(handle: BinaryIO, size: int | None = None) -> tuple[lis
         space = buffer.find(b" ", pos)
         if space < 0 or len(buffer) < space + 1 + width:
             if space < 0 and len(buffer) - pos > _MAX_WORD_BYTES:
-                raise ValueError(f"word2vec row {len(words)}: no space within {_MAX_WORD_BYTES} bytes (corrupt)")
+                raise ValueError(
+                    f"word2vec row {len(words)}: no space within {_MAX_WORD_BYTES} bytes (corrupt)"
+                )
             more = handle.read(max(_READ_BYTES, 2 * width))
             if not more:
                 raise ValueError(f"word2vec file ends after {len(words)} of {rows} vectors (truncated)")

@@ -48,7 +48,9 @@ def test_deeply_nested_json_is_a_named_record_reject(tmp_path: Path) -> None:
     path = jsonl(tmp_path / "n.jsonl", [GOOD, b"[" * 200_000 + b"]" * 200_000, GOOD])
     docs, report = read_all(path)
     assert docs == ["a good record"] * 2 and not report.rejected
-    assert report.rejects == [{"file": str(path), "record": 1, "reason": "invalid JSON (nested too deeply: RecursionError)"}]
+    assert report.rejects == [
+        {"file": str(path), "record": 1, "reason": "invalid JSON (nested too deeply: RecursionError)"}
+    ]
 
 
 def test_a_huge_number_is_a_named_record_reject_and_later_records_are_kept(tmp_path: Path) -> None:
@@ -137,7 +139,12 @@ def test_paths_list_entries_stay_under_the_configured_prefix(tmp_path: Path) -> 
         "s3://commoncrawl/crawl-data/a.wet.gz",
         "s3://commoncrawl/crawl-data/b.wet.gz",
     ]
-    for bad in (b"s3://commoncrawl-evil/x.gz", b"/etc/passwd", b"file:///etc/passwd", b"s3://commoncrawl/../x"):
+    for bad in (
+        b"s3://commoncrawl-evil/x.gz",
+        b"/etc/passwd",
+        b"file:///etc/passwd",
+        b"s3://commoncrawl/../x",
+    ):
         listing.write_bytes(bad + b"\n")
         with pytest.raises(ValueError, match="line 1"):
             expand_corpus([str(listing)], crawl)
@@ -168,7 +175,11 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
         return bytes(buf)
     at = rng.randrange(len(buf) + 1)
     if kind == 2:
-        return bytes(buf[:at]) + rng.choice([b"99999999999999999999", b"-1", b"1e309", b"9" * 5000]) + bytes(buf[at:])
+        return (
+            bytes(buf[:at])
+            + rng.choice([b"99999999999999999999", b"-1", b"1e309", b"9" * 5000])
+            + bytes(buf[at:])
+        )
     return bytes(buf[:at]) + rng.randbytes(rng.randint(1, 64)) + bytes(buf[at:])
 
 

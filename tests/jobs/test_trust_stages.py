@@ -39,7 +39,9 @@ def test_a_mistyped_corpus_path_deletes_nothing(spark, tmp_path: Path) -> None:
     assert _snapshot(out) == before
 
 
-def test_tokenize_refuses_an_output_folder_it_did_not_write(spark, small_corpus: Path, tmp_path: Path) -> None:
+def test_tokenize_refuses_an_output_folder_it_did_not_write(
+    spark, small_corpus: Path, tmp_path: Path
+) -> None:
     from jobs.tokenize import run_tokenize
 
     out = _someones_folder(tmp_path)

@@ -30,7 +30,13 @@ def env(store: str, tmp_path: Path) -> dict:
     first = publish_table(store, "news", words, counts, vectors)
     words2, counts2, vectors2 = random_table(60, 8, seed=3)
     second = publish_table(store, "news", words2, counts2, vectors2)
-    return {"store": store, "cache": str(tmp_path / "cache"), "first": first, "second": second, "tmp": tmp_path}
+    return {
+        "store": store,
+        "cache": str(tmp_path / "cache"),
+        "first": first,
+        "second": second,
+        "tmp": tmp_path,
+    }
 
 
 def _vdir(env: dict, version: str) -> Path:
@@ -185,7 +191,9 @@ def test_a_fetch_stops_at_the_declared_size(env: dict) -> None:
     with open(target, "r+b") as handle:  # the store object grew to 256 MiB (sparse: cheap on disk)
         handle.truncate(256 << 20)
     before = _bytes_read()
-    with pytest.raises(ValueError, match=rf"vectors\.bin does not match its manifest \(more than {declared} bytes"):
+    with pytest.raises(
+        ValueError, match=rf"vectors\.bin does not match its manifest \(more than {declared} bytes"
+    ):
         pull(f"news@{env['first']['version']}", env["store"], cache_dir=env["cache"])
     assert _bytes_read() - before < 16 << 20  # declared + 1 and the small files, not 256 MiB
     assert not list(_cached(env, env["first"]["version"]).glob("*.bin"))
@@ -207,7 +215,9 @@ def test_a_remembered_alias_is_validated_before_it_is_served(env: dict) -> None:
     shutil.rmtree(env["store"])  # the store is unreachable: the fallback is consulted
     with pytest.raises(FileNotFoundError):
         load("news@latest", store=env["store"], cache_dir=env["cache"])
-    remembered.write_text(json.dumps({"name": "news", "alias": "latest", "version": env["second"]["version"]}))
+    remembered.write_text(
+        json.dumps({"name": "news", "alias": "latest", "version": env["second"]["version"]})
+    )
     vocab = _cached(env, env["second"]["version"]) / "vocab.tsv"
     vocab.write_bytes(vocab.read_bytes().replace(b"w2\t", b"zz\t"))  # the remembered copy was edited
     with pytest.raises(FileNotFoundError):
@@ -222,7 +232,10 @@ def test_pull_to_refuses_a_folder_it_did_not_create(env: dict) -> None:
     before = _snapshot(mine)
     with pytest.raises(ValueError, match="not empty and was not created by `corpus2vec pull`"):
         pull("news", env["store"], to=str(mine))
-    assert _snapshot(mine) == before and sorted(p.name for p in mine.iterdir()) == ["manifest.json", "notes.txt"]
+    assert _snapshot(mine) == before and sorted(p.name for p in mine.iterdir()) == [
+        "manifest.json",
+        "notes.txt",
+    ]
 
 
 def test_pull_to_its_own_folder_replaces_the_previous_version_entirely(env: dict) -> None:
