@@ -89,9 +89,17 @@ def run(
 ) -> None:
     """Run the whole pipeline (Prefect flow `pretrain`) and publish NAME@VERSION."""
     from flows.progress import StageProgress
+    from model.storage import redact_url
 
     quiet_prefect_defaults()
     load_config(preset, overrides or [])  # fail on a bad --set before starting any server
+    if any(redact_url(c) != c for c in corpus or []):
+        err.print(
+            "warning: a --corpus URL carries credentials or a signature; lineage, manifests and logs "
+            "record it without them, but the Prefect flow run keeps its parameters as given. Prefer "
+            "credentials from the environment (AWS_*, a Secret block)",
+            soft_wrap=True,
+        )
     from flows.pretrain import pretrain
 
     started = time.monotonic()
@@ -150,7 +158,15 @@ def deploy(
     """Create the work pool and a scheduled deployment of `pretrain` on the server at PREFECT_API_URL."""
     from flows.deploy import DeploySpec
     from flows.deploy import deploy as deploy_flow
+    from model.storage import redact_url
 
+    secret = [c for c in corpus or [] if redact_url(c) != c]
+    if secret:  # a deployment stores its parameters on the server for every future run
+        _fail(
+            f"--corpus {redact_url(secret[0])} carries credentials or a signature in its URL, and a "
+            "deployment stores its parameters on the Prefect server; pass the keys through "
+            "--credentials-block (a Prefect Secret block) or the worker's environment instead"
+        )
     spec = DeploySpec(
         pool=pool,
         deployment=deployment,

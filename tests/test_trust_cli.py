@@ -175,3 +175,11 @@ def test_lineage_and_stage_manifests_hold_no_credentials(spark, http_corpus: str
     recorded = (out / "_manifest.json").read_text() + json.dumps(inputs)
     ids = pq.read_table(out / "part-00000.parquet", columns=["doc_id"]).column("doc_id").to_pylist()
     assert "hunter2" not in recorded and not any("hunter2" in i for i in ids)
+
+
+def test_deploy_refuses_corpus_urls_with_credentials() -> None:
+    stderr = _user_error(
+        ["deploy", "--corpus", "https://bob:hunter2@data.example/wet.paths.gz", "--cron", "none"],
+        "carries credentials or a signature",
+    )
+    assert "hunter2" not in stderr and "https://data.example/wet.paths.gz" in stderr
