@@ -189,12 +189,16 @@ def run_job_main(
     from jobs.session import get_spark
     from model.config import load_config
 
-    cfg = load_config(args.preset, args.overrides)
+    try:
+        cfg = load_config(args.preset, args.overrides)  # a bad --set is one line too, before Spark starts
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     spark = get_spark(args.master, app_name=f"corpus2vec-{job}")
     try:
         manifest = run(spark, cfg)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {storage.redact_text(str(exc))}", file=sys.stderr)
         return 2
     finally:
         spark.stop()

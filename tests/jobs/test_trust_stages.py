@@ -89,3 +89,20 @@ def test_clearing_on_s3_follows_the_same_rule(s3_bucket: str) -> None:
     with pytest.raises(ValueError, match=r"report\.pdf"):
         storage.clear_unfinished(out)
     assert fs.cat(f"{out}/report.pdf".removeprefix("s3://")) == b"someone's"
+
+
+@pytest.mark.parametrize("job", ["tokenize", "count", "pairs"])
+def test_a_bad_set_on_a_job_cli_is_one_line_and_exit_2(
+    job: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+
+    module = importlib.import_module(f"jobs.{job}")
+    inputs = {
+        "tokenize": ["corpus.txt"],
+        "count": ["--tokens", "t"],
+        "pairs": ["--tokens", "t", "--vocab", "v"],
+    }
+    code = module.main([*inputs[job], "--out", str(tmp_path / "o"), "--set", "epochs=abc"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == "error: config.train.epochs must be int, got 'abc'", err
