@@ -81,12 +81,15 @@ class TrainConfig:
     nproc: int = 2  # torchrun --nproc_per_node
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = 4096  # pairs per optimisation step on the torch path
+    # torch path: per-row bound on how far one batch may move the scores of a row (sgns.py)
+    # before its summed update is scaled down; null = plain minibatch SGD (diverges at 64k+)
+    row_step_limit: float | None = 1.0
     sync_every: int = 1_000_000  # local SGD: pairs per rank between parameter averages
     output: Literal["input", "average"] = "input"  # published vectors: input table, or (input+output)/2
     checkpoint_every_s: float = 300.0
     kernel: Literal["auto", "numba", "torch"] = "auto"  # auto: numba on CPU, torch on cuda
     threads: int = 0  # numba Hogwild threads per rank; 0 = cores // local ranks; 1 = bitwise deterministic
-    sync_average: Literal["sum", "touched", "mean"] = "sum"  # local SGD merge rule, see model/train.py
+    sync_average: Literal["scaled", "sum", "touched", "mean"] = "scaled"  # local SGD merge rule, model/train.py
     verify_shards: bool = True  # sha256 of each shard against the pairs manifest before first read
 
 
@@ -102,6 +105,9 @@ class EvalConfig:
     min_analogy: float = 0.0  # gate: absolute floor on analogy accuracy
     min_wordsim: float = -1.0  # gate: absolute floor on WordSim353 Spearman
     max_regression: float = 0.05  # gate: largest allowed drop of any metric against the parent
+    # gate: fail non-finite vectors, a loss that did not fall, quality far below the corpus size
+    # (model/health.py); on by default so collapsed vectors are never published
+    health_gate: bool = True
 
 
 @dataclass(frozen=True)

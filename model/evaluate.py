@@ -25,6 +25,7 @@ import numpy as np
 
 from model import storage
 from model.config import EvalConfig
+from model.health import health_checks
 
 # word2vec's compute-accuracy counts the first five sections of questions-words as semantic.
 SEMANTIC_SECTIONS = 5
@@ -318,6 +319,9 @@ def evaluate_run(train_uri: str, vocab_uri: str, cfg: EvalConfig, out_uri: str) 
     vectors = load_npy(storage.join(train_uri, "vectors.npy"))
     _check_run(train_uri, vocab_uri, train_manifest, vocab_manifest, len(vectors), len(words))
     report = evaluate_vectors(vectors, words, cfg)
+    if cfg.health_gate:
+        train_metrics = _read_train_metrics(train_uri)
+        report["health"] = health_checks(vectors, train_metrics, vocab_manifest.get("total_tokens"), report)
     report["run"] = {
         "train_uri": train_uri,
         "vocab_uri": vocab_uri,
@@ -326,6 +330,12 @@ def evaluate_run(train_uri: str, vocab_uri: str, cfg: EvalConfig, out_uri: str) 
     storage.write_bytes_atomic(storage.join(out_uri, "report.md"), render_markdown(report).encode())
     storage.write_json_atomic(storage.join(out_uri, "report.json"), report)
     return report
+
+
+def _read_train_metrics(train_uri: str) -> dict[str, Any]:
+    """The trainer's ``metrics.json`` (loss per epoch and curve); empty when the run has none."""
+    url = storage.join(train_uri, "metrics.json")
+    return storage.read_json(url) if storage.exists(url) else {}
 
 
 def _check_run(
@@ -390,6 +400,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | analogy | {res['total']} | {res['oov_rate']:.1%} |")
     for name, res in report["similarity"].items():
         lines.append(f"| {name} | similarity | {res['pairs']} | {res['oov_rate']:.1%} |")
+    health = report.get("health")
+    if health:
+        lines += ["", f"Health: {'passed' if health['passed'] else 'FAILED'}"]
+        lines += [f"- {reason}" for reason in health["reasons"]]
     lines += ["", "## Nearest neighbours", ""]
     for probe, neighbours in report["neighbours"].items():
         lines.append(f"- **{probe}**: " + ", ".join(f"{w} ({s:.2f})" for w, s in neighbours))

@@ -41,7 +41,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from model import storage
+from model import health, storage
 from model.artifact import (
     DIGEST_PREFIX,
     MAX_MANIFEST_BYTES,
@@ -571,14 +571,20 @@ def _now() -> dt.datetime:
 
 
 def check_gate(
-    metrics: dict[str, float], parent_metrics: dict[str, float] | None, cfg: EvalConfig
+    metrics: dict[str, float],
+    parent_metrics: dict[str, float] | None,
+    cfg: EvalConfig,
+    health_report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Absolute floors and the largest allowed drop of any metric against the parent.
+    """Absolute floors, the largest allowed drop of any metric against the parent, and health.
 
-    Returns ``{"passed", "reasons", "checks"}``; every check is recorded, passed
-    or not, so the manifest shows what the gate looked at.
+    ``health`` is the evaluation report's collapse check (model/health.py); its
+    failed checks fail the gate whatever the floors say. Returns ``{"passed",
+    "reasons", "checks"}``; every check is recorded, passed or not, so the
+    manifest shows what the gate looked at.
     """
     checks = [
+        *(health_report or {}).get("checks", []),
         _floor("analogy", metrics.get("analogy"), cfg.min_analogy),
         _floor("wordsim353", metrics.get("wordsim353"), cfg.min_wordsim, skip_at=-1.0),
     ]
@@ -601,6 +607,8 @@ def _floor(key: str, value: float | None, floor: float, skip_at: float | None = 
 
 def _reason(check: dict[str, Any]) -> str:
     kind, key = check["check"].split(":", 1)
+    if kind == "health":
+        return f"{check['message']} ({health.ADVICE})"
     if kind == "floor":
         value = "not measurable" if check["value"] is None else f"{check['value']:.4f}"
         return f"{key} {value} is below the floor {check['limit']}"
@@ -676,7 +684,7 @@ def publish(
     version = make_version(vectors, words, counts, created)
     parent, parent_metrics = _latest_with_metrics(store, name)
     metrics = dict(report.get("metrics", {}))
-    gate = check_gate(metrics, parent_metrics, eval_cfg)
+    gate = check_gate(metrics, parent_metrics, eval_cfg, report.get("health"))
     payload = _align(store, name, parent, vectors, words, output_vectors, cfg)
     payload.update(words=words, counts=counts, report=report)
     meta = {

@@ -248,8 +248,11 @@ class Trainer:
         self.counters = Counters()
         self.resumed_from: dict[str, Any] | None = None
         v, u = self._initial_tables()
-        self.model = SGNS(v, u, kernel=self.kernel, threads=self.threads)
+        self.model = SGNS(
+            v, u, kernel=self.kernel, threads=self.threads, row_step_limit=cfg.row_step_limit
+        )
         merge = cfg.sync_average if env.world > 1 else None
+        self.lr_factor = env.world if merge == "scaled" else 1
         size = self.vocab_size if merge == "touched" else 0
         self.touched = [torch.zeros(size, device=self.device) for _ in range(2)]
         # "sum" adds each rank's change since the last sync, so it needs the last synced tables
@@ -325,7 +328,10 @@ class Trainer:
         cfg = self.cfg
         span = (cfg.alpha - cfg.min_alpha) / cfg.epochs
         lr_start = cfg.alpha - span * (epoch + done / n_rank)
-        loss = self.model.train_batch(batch.center, batch.context, batch.negatives, lr_start, -span / n_rank)
+        k = self.lr_factor
+        loss = self.model.train_batch(
+            batch.center, batch.context, batch.negatives, k * lr_start, -k * span / n_rank
+        )
         if self.env.world > 1 and cfg.sync_average == "touched":
             self._mark_touched(batch)
         self._since_sync[0] += loss
@@ -381,7 +387,7 @@ class Trainer:
             self._all_reduce(table)
             table.add_(snapshot)
             snapshot.copy_(table)
-        elif mode == "mean":
+        elif mode in ("mean", "scaled"):
             self._all_reduce(table)
             table.div_(self.env.world)
         else:

@@ -1,0 +1,304 @@
+"""Quality at every scale users run: world size, GPU batch size and corpus size, beside gensim.
+
+    python tests/bench/scale_quality.py --out bench-out/scale                  # the whole matrix
+    python tests/bench/scale_quality.py --out bench-out/scale --sizes 2M       # one corpus size
+    python tests/bench/scale_quality.py --out bench-out/scale --sizes 2M \\
+        --runs "nproc=4" "nproc=4,sync_average=sum" "kernel=torch,batch_size=262144,nproc=1"
+
+For each corpus size (a prefix of the dev corpus: ``2M``, ``10M`` words, or ``all``)
+the Spark stages run once (tokenize, count, pairs with the bench preset; kept under
+``--out/stores`` so a rerun reuses them) and then every training run of the matrix
+trains on the *same* pair shards, so the rows compare quality at equal pairs:
+
+* world size 1, 2, 4, 8 (``--worlds``; 1, 2, 8 on ``all`` with ``--full-worlds``), gloo
+  ranks on CPU with the default strategy. Oversubscribing 2 cores is fine: quality at
+  equal pairs is what counts; pairs/s per rank is reported as measured.
+* the batched GPU kernel (``kernel=torch``) at batch 4k, 64k, 256k, 1M (``--batches``,
+  per corpus size), on CPU with one process: the same code and numerics as on CUDA.
+* gensim 4.4 skip-gram on the same prefix with the same settings (2 workers); its
+  speed is converted to pairs/s with the pairs-per-word ratio of our shards.
+
+Every row is scored by the same code (:func:`model.evaluate.evaluate_vectors`:
+analogy with restrict_vocab 30000, WordSim353, SimLex-999, OOV rates). Writes
+``scale_quality.json`` and ``scale_quality.md`` under ``--out``; prints the table.
+This is a benchmark, not a test: nothing asserts, it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import peers  # noqa: E402  (sibling benchmark: corpus prep, gensim child, evaluation)
+
+SIZES = {"2M": 2_000_000, "10M": 10_000_000, "all": None}
+
+
+def prepare_prefix(src: Path, size: str, work: Path) -> tuple[Path, int]:
+    """The first ``size`` words of ``src`` as plain text, one sentence (<= 10k tokens) per line."""
+    out = work / f"corpus-{size}.txt"
+    if out.exists() and (work / f"corpus-{size}.tokens").exists():
+        return out, int((work / f"corpus-{size}.tokens").read_text())
+    tokens = 0
+    with open(out, "w", encoding="utf-8") as handle:
+        for sentence in peers.iter_sentences(src, limit=SIZES[size]):
+            handle.write(" ".join(sentence) + "\n")
+            tokens += len(sentence)
+    (work / f"corpus-{size}.tokens").write_text(str(tokens))
+    return out, tokens
+
+
+def prepare_pairs(corpus: Path, cfg: Any, store: Path) -> tuple[Any, dict[str, Any]]:
+    """Run (or reuse) tokenize, count and pairs on ``corpus``; returns the layout and timings."""
+    from flows import stages
+    from jobs.session import get_spark
+    from model import storage
+
+    inputs = stages.fingerprint_inputs([str(corpus)], cfg)
+    layout = stages.RunLayout(str(store), stages.run_id_for(inputs, replace(cfg, train=load_bench().train)))
+    if storage.read_manifest(layout.stage("pairs"), "pairs") is not None:
+        return layout, {"reused": True}
+    spark = get_spark("local[2]", app_name="bench-scale")
+    timings: dict[str, Any] = {}
+    try:
+        for name, step in (
+            ("tokenize", lambda: stages.tokenize(spark, [str(corpus)], layout, cfg)),
+            ("count", lambda: stages.count(spark, layout, cfg)),
+            ("pairs", lambda: stages.pairs(spark, layout, cfg)),
+        ):
+            started = time.monotonic()
+            step()
+            timings[f"{name}_s"] = round(time.monotonic() - started, 1)
+    finally:
+        spark.stop()
+    return layout, timings
+
+
+def load_bench(sets: tuple[str, ...] = ()) -> Any:
+    """The bench preset with ``--set`` overrides (shared by every row)."""
+    from model.config import load_config
+
+    return load_config("bench", list(sets))
+
+
+def parse_run(spec: str) -> dict[str, Any]:
+    """``"nproc=4,sync_every=250000"`` -> TrainConfig overrides (values parsed as JSON when they parse)."""
+    changes: dict[str, Any] = {}
+    for item in filter(None, spec.split(",")):
+        key, _, raw = item.partition("=")
+        try:
+            changes[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            changes[key.strip()] = raw.strip()
+    return changes
+
+
+def train_row(layout: Any, cfg: Any, spec: str, size: str, out: Path) -> dict[str, Any]:
+    """Train one row on the prepared shards, evaluate it, and return the row."""
+    import numpy as np
+
+    from model import storage
+    from model.evaluate import evaluate_vectors, read_vocab
+    from model.launch import launch_training
+
+    train_cfg = replace(cfg.train, checkpoint_every_s=1e9, **parse_run(spec))
+    target = out / "runs" / size / (spec.replace(",", "_").replace("=", "-") or "default")
+    storage.remove(str(target))
+    started = time.monotonic()
+    manifest = launch_training(layout.stage("pairs"), layout.stage("vocab"), str(target), train_cfg)
+    wall = time.monotonic() - started
+    metrics = storage.read_json(str(target / "metrics.json"))
+    words, _ = read_vocab(layout.stage("vocab"))
+    vectors = np.load(target / "vectors.npy")
+    report = evaluate_vectors(vectors, words, cfg.eval)
+    world = int(metrics["world_size"])
+    per_rank_pairs = max(1, metrics["pairs"] / world)
+    row = {
+        "size": size,
+        "system": "corpus2vec",
+        "run": spec or "default",
+        "world_size": world,
+        "kernel": metrics["kernel"],
+        "batch_size": train_cfg.batch_size if metrics["kernel"] == "torch" else None,
+        "strategy": metrics.get("strategy", metrics.get("sync_average")),
+        "threads": metrics["threads"],
+        "pairs": metrics["pairs"],
+        "train_s": manifest["seconds"],
+        "wall_s": round(wall, 1),
+        "pairs_per_s": metrics["pairs_per_s"],
+        "pairs_per_s_per_rank": metrics["pairs_per_s_per_rank"],
+        "pairs_per_cpu_s": metrics["pairs_per_cpu_s"],
+        "syncs": metrics["syncs"],
+        "bytes_per_pair_per_rank": metrics["bytes_communicated"] / per_rank_pairs,
+        "epoch_loss": metrics["epoch_loss"],
+        "finite": bool(np.isfinite(vectors).all()),
+    }
+    return {**row, **_quality(report)}
+
+
+def _quality(report: dict[str, Any]) -> dict[str, Any]:
+    m = report["metrics"]
+    return {
+        "analogy": m.get("analogy"),
+        "wordsim353": m.get("wordsim353"),
+        "simlex999": m.get("simlex999"),
+        "analogy_oov": report["analogy"]["questions_words"].get("oov_rate"),
+        "wordsim_oov": report["similarity"]["wordsim353"].get("oov_rate"),
+        "simlex_oov": report["similarity"]["simlex999"].get("oov_rate"),
+    }
+
+
+def gensim_row(corpus: Path, tokens: int, size: str, out: Path, sets: tuple[str, ...], ratio: float) -> dict:
+    """gensim 4.4 on the same prefix in a child process, scored by the same evaluation."""
+    with open(corpus, encoding="utf-8") as handle:
+        counts = Counter(w for line in handle for w in line.split())
+    row = peers.run_peer("gensim", corpus, tokens, out, "bench", list(sets), 2)
+    if "skipped" in row:
+        return {"size": size, "system": "gensim", "run": "gensim 4.4, 2 workers", "skipped": row["skipped"]}
+    peers.evaluate_row(row, counts, "bench")
+    m = row["metrics"]
+    return {
+        "size": size,
+        "system": "gensim",
+        "run": "gensim 4.4, 2 workers",
+        "world_size": 1,
+        "train_s": row["train_s"],
+        "pairs_per_s": row["words_per_s"] * ratio,  # effective: our pairs per word times its words/s
+        "analogy": m.get("analogy"),
+        "wordsim353": m.get("wordsim353"),
+        "simlex999": m.get("simlex999"),
+        "analogy_oov": row.get("analogy_oov"),
+        "wordsim_oov": row["similarity_oov"].get("wordsim353"),
+        "simlex_oov": row["similarity_oov"].get("simlex999"),
+    }
+
+
+def matrix(args: argparse.Namespace, size: str) -> list[str]:
+    """The run specs of one corpus size: ``--runs`` if given, else world sizes and GPU batches."""
+    if args.runs:
+        return list(args.runs)
+    worlds = args.full_worlds if size == "all" else args.worlds
+    specs = [f"nproc={w}" for w in worlds.split(",") if w]
+    batches = dict(item.split("=", 1) for item in args.batches.split(";") if "=" in item)
+    specs += [f"kernel=torch,nproc=1,batch_size={b}" for b in batches.get(size, "").split(",") if b]
+    return specs
+
+
+def markdown(rows: list[dict[str, Any]], title: str) -> str:
+    """One Markdown table of all rows, grouped by corpus size."""
+    head = (
+        f"### {title}\n\n| corpus | system / run | ranks | kernel (batch) | analogy | WS353 | SimLex "
+        "| OOV a/ws/sl | pairs/s | pairs/s/rank | syncs | B/pair/rank | loss first→last |\n|"
+        + "---|" * 13
+        + "\n"
+    )
+    lines = []
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['size']} | {r['run']} | skipped: {r['skipped']} |" + " |" * 10)
+            continue
+        kernel = r.get("kernel") or "-"
+        if r.get("batch_size"):
+            kernel += f" ({r['batch_size']:,})"
+        loss = r.get("epoch_loss") or []
+        lines.append(
+            f"| {r['size']} | {r['system']} {r['run']} | {r.get('world_size', '-')} | {kernel} "
+            f"| {_pct(r.get('analogy'))} | {_num(r.get('wordsim353'))} | {_num(r.get('simlex999'))} "
+            f"| {_pct(r.get('analogy_oov'), 0)}/{_pct(r.get('wordsim_oov'), 0)}/{_pct(r.get('simlex_oov'), 0)} "
+            f"| {_big(r.get('pairs_per_s'))} | {_big(r.get('pairs_per_s_per_rank'))} | {r.get('syncs', '-')} "
+            f"| {_num(r.get('bytes_per_pair_per_rank'), 1)} "
+            f"| {f'{loss[0]:.3f}→{loss[-1]:.3f}' if loss else '-'} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _big(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e6:.2f}M"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    out = Path(args.out)
+    (out / "stores").mkdir(parents=True, exist_ok=True)
+    cfg = load_bench(tuple(args.set))
+    rows: list[dict[str, Any]] = []
+    prep: dict[str, Any] = {}
+    for size in args.sizes.split(","):
+        corpus, tokens = prepare_prefix(Path(args.corpus), size, out / "stores")
+        layout, timings = prepare_pairs(corpus, cfg, out / "stores" / size)
+        from model import storage
+
+        pairs = storage.require_manifest(layout.stage("pairs"), "pairs")
+        ratio = pairs["total_pairs"] / pairs.get("draws", 1) / tokens
+        prep[size] = {
+            "tokens": tokens,
+            "pairs_per_epoch": pairs["total_pairs"] / pairs.get("draws", 1),
+            **timings,
+        }
+        print(f"{size}: {tokens:,} tokens, {ratio:.2f} pairs/word {timings}", file=sys.stderr, flush=True)
+        if not args.no_gensim:
+            rows.append(gensim_row(corpus, tokens, size, out, tuple(args.set), ratio))
+            _report(rows, prep, out, args)
+        for spec in matrix(args, size):
+            print(f"  {size} {spec} ...", file=sys.stderr, flush=True)
+            rows.append(train_row(layout, cfg, spec, size, out))
+            _report(rows, prep, out, args)
+    print(_report(rows, prep, out, args))
+
+
+def _report(rows: list[dict[str, Any]], prep: dict[str, Any], out: Path, args: argparse.Namespace) -> str:
+    """Write the JSON and the Markdown (after every row, so a long run can be read as it goes)."""
+    report = {
+        "machine": peers.machine(),
+        "corpus": args.corpus,
+        "sets": args.set,
+        "prepared": prep,
+        "rows": rows,
+    }
+    (out / "scale_quality.json").write_text(json.dumps(report, indent=2, default=str))
+    text = f"Machine: {report['machine']}. Bench preset{' + ' + ' '.join(args.set) if args.set else ''}.\n\n"
+    text += markdown(rows, "Quality at scale (same shards per corpus size)")
+    (out / "scale_quality.md").write_text(text)
+    return text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--corpus", default=str(peers.DEFAULT_CORPUS))
+    parser.add_argument("--out", default="bench-out/scale")
+    parser.add_argument("--sizes", default="2M,10M,all", help="comma list of 2M, 10M, all")
+    parser.add_argument("--worlds", default="1,2,4,8")
+    parser.add_argument("--full-worlds", default="1,2,8")
+    parser.add_argument(
+        "--batches",
+        default="2M=4096,65536,262144,1048576;10M=4096,65536,262144,1048576",
+        help="GPU-kernel batch sizes per corpus size, SIZE=B,B;SIZE=B",
+    )
+    parser.add_argument("--runs", nargs="*", help="explicit TrainConfig override specs instead of the matrix")
+    parser.add_argument("--no-gensim", action="store_true")
+    parser.add_argument("--set", action="append", default=[], help="config override for every run")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main()
