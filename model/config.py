@@ -87,7 +87,8 @@ class TrainConfig:
     sync_every: int = 1_000_000  # local SGD: pairs per rank between parameter averages
     output: Literal["input", "average"] = "input"  # published vectors: input table, or (input+output)/2
     checkpoint_every_s: float = 300.0
-    kernel: Literal["auto", "numba", "torch"] = "auto"  # auto: numba on CPU, torch on cuda
+    # auto: numba on CPU, torch on cuda; cuda = the Hogwild numba.cuda kernel (opt-in, model/cuda_kernel.py)
+    kernel: Literal["auto", "numba", "torch", "cuda"] = "auto"
     threads: int = 0  # numba Hogwild threads per rank; 0 = cores // local ranks; 1 = bitwise deterministic
     sync_average: Literal["scaled", "sum", "touched", "mean"] = "scaled"  # local SGD merge rule, model/train.py
     verify_shards: bool = True  # sha256 of each shard against the pairs manifest before first read

@@ -23,6 +23,11 @@ Two kernels update the tables in place behind :meth:`SGNS.train_batch`:
 * ``torch`` (CUDA, also runs on CPU): the batch's rows are gathered, gradients
   computed in closed form and scattered back with ``index_add_``: minibatch SGD
   that only touches rows present in the batch, never a dense ``V x d`` gradient.
+  Each row's summed update is bounded (:func:`torch_sgd_step`), so large batches
+  slow hot rows down instead of diverging.
+* ``cuda`` (opt-in): the word2vec.c loop as a Hogwild ``numba.cuda`` kernel, one
+  32-thread block per pair with atomic updates (model/cuda_kernel.py), whose
+  staleness is the pairs resident on the GPU, not the launch size.
 
 The learning rate is given per pair (``lr_start`` for the first pair of the batch,
 ``lr_step`` added per pair) so the caller controls the linear decay over all
@@ -32,6 +37,7 @@ pairs of all epochs whatever the batch boundaries.
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from typing import Literal
@@ -40,7 +46,7 @@ import numpy as np
 import torch
 from numba import njit
 
-Kernel = Literal["numba", "torch"]
+Kernel = Literal["numba", "torch", "cuda"]
 
 # Reassociation lets LLVM vectorise the dot products; no nnan/ninf so exp overflow stays safe.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
@@ -236,6 +242,10 @@ class SGNS:
     ) -> None:
         if kernel == "numba" and v.device.type != "cpu":
             raise ValueError("the numba kernel runs on CPU tensors; use kernel='torch' on cuda")
+        if kernel == "cuda" and v.device.type != "cuda" and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+            raise ValueError(
+                "kernel='cuda' needs CUDA tensors (or NUMBA_ENABLE_CUDASIM=1, numba's simulator, for tests)"
+            )
         self.v, self.u, self.kernel, self.threads = v, u, kernel, max(1, threads)
         self.loss_every = max(1, loss_every)
         self.row_step_limit = row_step_limit
@@ -256,6 +266,8 @@ class SGNS:
             return 0.0
         if self.kernel == "torch":
             return self._train_torch(center, context, negatives, lr_start, lr_step)
+        if self.kernel == "cuda":
+            return self._train_cuda(center, context, negatives, lr_start, lr_step)
         v, u, every = self.v.numpy(), self.u.numpy(), self.loss_every
         if self._pool is None:
             loss = _sgd_pairs(v, u, center, context, negatives, lr_start, lr_step, self._neu1e[0], every)
@@ -285,8 +297,21 @@ class SGNS:
         device = self.v.device
         to = lambda a: torch.from_numpy(a).to(device, dtype=torch.long, non_blocking=True)  # noqa: E731
         lr = lr_start + lr_step * torch.arange(center.shape[0], device=device, dtype=torch.float32)
-        return torch_sgd_step(
-            self.v, self.u, to(center), to(context), to(negatives), lr, self.row_step_limit
+        return torch_sgd_step(self.v, self.u, to(center), to(context), to(negatives), lr, self.row_step_limit)
+
+    def _train_cuda(
+        self, center: np.ndarray, context: np.ndarray, negatives: np.ndarray, lr_start: float, lr_step: float
+    ) -> float:
+        """The Hogwild numba.cuda kernel (model/cuda_kernel.py); numpy tables under the CUDA simulator."""
+        from model import cuda_kernel
+
+        if self.v.device.type == "cuda":
+            to = lambda a: torch.from_numpy(a).to(self.v.device, non_blocking=True)  # noqa: E731
+            return cuda_kernel.train_pairs(
+                self.v, self.u, to(center), to(context), to(negatives), lr_start, lr_step
+            )
+        return cuda_kernel.train_pairs(
+            self.v.numpy(), self.u.numpy(), center, context, negatives, lr_start, lr_step
         )
 
     def close(self) -> None:

@@ -189,6 +189,8 @@ def pick_device(cfg: TrainConfig, env: DistEnv) -> tuple[torch.device, str, str]
     kernel = cfg.kernel if cfg.kernel != "auto" else ("torch" if use_cuda else "numba")
     if kernel == "numba" and use_cuda:
         raise ValueError("train.kernel='numba' runs on CPU only; use kernel=torch or auto with cuda")
+    if kernel == "cuda" and not use_cuda and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        raise ValueError("train.kernel='cuda' needs a CUDA device; use kernel=torch or numba on CPU")
     return device, ("nccl" if use_cuda else "gloo"), kernel
 
 
