@@ -183,3 +183,12 @@ def test_deploy_refuses_corpus_urls_with_credentials() -> None:
         "carries credentials or a signature",
     )
     assert "hunter2" not in stderr and "https://data.example/wet.paths.gz" in stderr
+
+
+def test_stage_errors_shown_and_logged_hold_no_credentials() -> None:
+    from flows.pretrain import StageFailed
+
+    url = "https://bob:hunter2@data.example/x.gz?X-Amz-Signature=s3cr3t"
+    error = StageFailed("tokenize", f"corpus {url}", FileNotFoundError(f"{url} not found"), "check the path")
+    assert "hunter2" not in str(error) and "s3cr3t" not in str(error)
+    assert "https://data.example/x.gz" in str(error) and "FileNotFoundError" in str(error)

@@ -213,8 +213,10 @@ def test_a_remembered_alias_is_validated_before_it_is_served(env: dict) -> None:
     shutil.copytree(_cached(env, env["second"]["version"]), outside)
     remembered.write_text(json.dumps({"name": "news", "alias": "latest", "version": "../../../../elsewhere"}))
     shutil.rmtree(env["store"])  # the store is unreachable: the fallback is consulted
+    before = _snapshot(outside)
     with pytest.raises(FileNotFoundError):
         load("news@latest", store=env["store"], cache_dir=env["cache"])
+    assert _snapshot(outside) == before  # the old client deleted elsewhere/manifest.json here
     remembered.write_text(
         json.dumps({"name": "news", "alias": "latest", "version": env["second"]["version"]})
     )
