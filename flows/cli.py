@@ -52,7 +52,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(message: str, code: int = USER_ERROR) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    from model.storage import redact_text
+
+    err.print(f"[bold red]error:[/] {escape(redact_text(message))}", soft_wrap=True)
     raise typer.Exit(code=code)
 
 
