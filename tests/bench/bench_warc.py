@@ -1,7 +1,7 @@
 """Benchmark behind docs/trust.md: records/s of the hand-written WARC reader vs warcio and fastwarc,
 and what each does with bad input. Not part of the test suite (warcio/fastwarc are not dependencies).
 
-    pip install warcio fastwarc && python docs/trust_warc_bench.py
+    pip install warcio fastwarc && python tests/bench/bench_warc.py
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from warcio.archiveiterator import ArchiveIterator as WarcioIter
 from jobs.ingest import iter_warc_records
 
 SAMPLE = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "webcrawl" / "whirlwind_whirlwind.warc.wet.gz"
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "webcrawl" / "whirlwind_whirlwind.warc.wet.gz"
 )
 
 
