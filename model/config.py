@@ -153,9 +153,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "vocab": {"min_count": 3},
         "pairs": {"window": 5, "negative": 5, "sample": 1e-3, "num_shards": 4},
-        # ~1.5M pairs per rank per epoch: averaging every 1M let the two ranks' summed updates
-        # overshoot (mean cosine of mid-frequency words 0.79 vs 0.70 for one process, WordSim
-        # 0.168 vs 0.218); every 100k matches one process (0.70, 0.192) for 7.4 MB per sync.
+        # ~1.5M pairs per rank per epoch, so 1M would be one sync per epoch; every 100k (chosen
+        # when ranks summed their updates, which overshot at 1M) costs 7.4 MB per sync.
         "train": {"vector_size": 50, "epochs": 3, "nproc": 2, "sync_every": 100_000},
     },
     # The reference settings of DESIGN.md (gensim skip-gram on the dev corpus).

@@ -15,8 +15,10 @@ trains on the *same* pair shards, so the rows compare quality at equal pairs:
   equal pairs is what counts; pairs/s per rank is reported as measured.
 * the batched GPU kernel (``kernel=torch``) at batch 4k, 64k, 256k, 1M (``--batches``,
   per corpus size), on CPU with one process: the same code and numerics as on CUDA.
-* gensim 4.4 skip-gram on the same prefix with the same settings (2 workers); its
-  speed is converted to pairs/s with the pairs-per-word ratio of our shards.
+* gensim 4.4 skip-gram on the same prefix with the same settings, with 2 workers and
+  with 1 (its ``corpus_file`` mode decays the learning rate per worker, see
+  :func:`gensim_row`, so the two differ in schedule, not only in speed); its speed
+  is converted to pairs/s with the pairs-per-word ratio of our shards.
 
 Every row is scored by the same code (:func:`model.evaluate.evaluate_vectors`:
 analogy with restrict_vocab 30000, WordSim353, SimLex-999, OOV rates). Writes
@@ -158,20 +160,31 @@ def _quality(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def gensim_row(corpus: Path, tokens: int, size: str, out: Path, sets: tuple[str, ...], ratio: float) -> dict:
-    """gensim 4.4 on the same prefix in a child process, scored by the same evaluation."""
+def gensim_row(
+    corpus: Path, tokens: int, size: str, out: Path, sets: tuple[str, ...], ratio: float, workers: int
+) -> dict:
+    """gensim 4.4 on the same prefix in a child process, scored by the same evaluation.
+
+    gensim's ``corpus_file`` mode gives each worker its share of the file and decays
+    the learning rate by that worker's own progress (word2vec_corpusfile.pyx:
+    ``get_next_alpha`` from the worker's ``total_sentences`` over the whole corpus's
+    count), so with 2 workers alpha only falls half-way within each epoch: a higher
+    effective learning rate than the nominal linear decay. One worker follows it.
+    """
     with open(corpus, encoding="utf-8") as handle:
         counts = Counter(w for line in handle for w in line.split())
-    row = peers.run_peer("gensim", corpus, tokens, out, "bench", list(sets), 2)
+    row = peers.run_peer("gensim", corpus, tokens, out, "bench", list(sets), workers)
+    label = f"gensim 4.4, {workers} worker{'s' if workers > 1 else ''}"
     if "skipped" in row:
-        return {"size": size, "system": "gensim", "run": "gensim 4.4, 2 workers", "skipped": row["skipped"]}
+        return {"size": size, "system": "gensim", "run": label, "skipped": row["skipped"]}
     peers.evaluate_row(row, counts, "bench")
     m = row["metrics"]
     return {
         "size": size,
         "system": "gensim",
-        "run": "gensim 4.4, 2 workers",
+        "run": label,
         "world_size": 1,
+        "threads": workers,
         "train_s": row["train_s"],
         "pairs_per_s": row["words_per_s"] * ratio,  # effective: our pairs per word times its words/s
         "analogy": m.get("analogy"),
@@ -241,6 +254,12 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_bench(tuple(args.set))
     rows: list[dict[str, Any]] = []
     prep: dict[str, Any] = {}
+    previous = out / "scale_quality.json"
+    if (
+        args.append and previous.exists()
+    ):  # keep earlier rows; a rerun of the same (size, run) replaces its row
+        old = json.loads(previous.read_text())
+        rows, prep = old["rows"], old["prepared"]
     for size in args.sizes.split(","):
         corpus, tokens = prepare_prefix(Path(args.corpus), size, out / "stores")
         layout, timings = prepare_pairs(corpus, cfg, out / "stores" / size)
@@ -254,14 +273,27 @@ def main(argv: list[str] | None = None) -> None:
             **timings,
         }
         print(f"{size}: {tokens:,} tokens, {ratio:.2f} pairs/word {timings}", file=sys.stderr, flush=True)
-        if not args.no_gensim:
-            rows.append(gensim_row(corpus, tokens, size, out, tuple(args.set), ratio))
+        for workers in [int(w) for w in args.gensim_workers.split(",") if w and not args.no_gensim]:
+            _put(rows, gensim_row(corpus, tokens, size, out, tuple(args.set), ratio, workers))
             _report(rows, prep, out, args)
-        for spec in matrix(args, size):
+        for spec in [] if args.no_runs else matrix(args, size):
             print(f"  {size} {spec} ...", file=sys.stderr, flush=True)
-            rows.append(train_row(layout, cfg, spec, size, out))
+            _put(rows, train_row(layout, cfg, spec, size, out))
             _report(rows, prep, out, args)
     print(_report(rows, prep, out, args))
+
+
+def _put(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
+    """Add ``row``, replacing an earlier row of the same corpus size and run (``--append``)."""
+    rows[:] = [r for r in rows if (r["size"], r["run"]) != (row["size"], row["run"])] + [row]
+    order = {size: i for i, size in enumerate(SIZES)}
+    rows.sort(key=lambda r: (order.get(r["size"], 99), *_gensim_first(r)))
+
+
+def _gensim_first(row: dict[str, Any]) -> tuple[bool, int]:
+    """Sort key inside one corpus size: gensim rows first, more workers first; ours in run order."""
+    gensim = row["system"] == "gensim"
+    return (not gensim, -(row.get("threads") or 0) if gensim else 0)
 
 
 def _report(rows: list[dict[str, Any]], prep: dict[str, Any], out: Path, args: argparse.Namespace) -> str:
@@ -296,6 +328,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", nargs="*", help="explicit TrainConfig override specs instead of the matrix")
     parser.add_argument("--no-gensim", action="store_true")
+    parser.add_argument("--gensim-workers", default="2,1", help="one gensim row per worker count")
+    parser.add_argument("--no-runs", action="store_true", help="only gensim (with --append: add its rows)")
+    parser.add_argument("--append", action="store_true", help="add to (or replace rows of) the last report")
     parser.add_argument("--set", action="append", default=[], help="config override for every run")
     return parser.parse_args(argv)
 
