@@ -83,7 +83,7 @@ class TrainConfig:
     batch_size: int = 4096  # pairs per optimisation step on the torch path
     # torch path: per-row bound on how far one batch may move the scores of a row (sgns.py)
     # before its summed update is scaled down; null = plain minibatch SGD (diverges at 64k+)
-    row_step_limit: float | None = 1.0
+    row_step_limit: float | None = 4.0
     sync_every: int = 1_000_000  # local SGD: pairs per rank between parameter averages
     output: Literal["input", "average"] = "input"  # published vectors: input table, or (input+output)/2
     checkpoint_every_s: float = 300.0

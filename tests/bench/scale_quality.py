@@ -203,7 +203,11 @@ def matrix(args: argparse.Namespace, size: str) -> list[str]:
     worlds = args.full_worlds if size == "all" else args.worlds
     specs = [f"nproc={w}" for w in worlds.split(",") if w]
     batches = dict(item.split("=", 1) for item in args.batches.split(";") if "=" in item)
-    specs += [f"kernel=torch,nproc=1,batch_size={b}" for b in batches.get(size, "").split(",") if b]
+    # a sync point cuts a batch, so one process syncs no more often than once per batch
+    sizes = [int(b) for b in batches.get(size, "").split(",") if b]
+    specs += [
+        f"kernel=torch,nproc=1,batch_size={b}" + (f",sync_every={b}" if b > 1_000_000 else "") for b in sizes
+    ]
     return specs
 
 
