@@ -69,6 +69,9 @@ class PairsConfig:
     draws: int | None = None
 
 
+SYNC_PAIRS_TOTAL = 2_000_000  # default pairs trained across all ranks between two syncs
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """SGNS training under torchrun (model/train)."""
@@ -84,7 +87,9 @@ class TrainConfig:
     # torch path: per-row bound on how far one batch may move the scores of a row (sgns.py)
     # before its summed update is scaled down; null = plain minibatch SGD (diverges at 64k+)
     row_step_limit: float | None = 4.0
-    sync_every: int = 1_000_000  # local SGD: pairs per rank between parameter averages
+    # local SGD: pairs per rank between parameter averages; null = SYNC_PAIRS_TOTAL across all
+    # ranks (2M: 1M per rank at 2 ranks, 250k at 8), the staleness that held quality at every world size
+    sync_every: int | None = None
     output: Literal["input", "average"] = "input"  # published vectors: input table, or (input+output)/2
     checkpoint_every_s: float = 300.0
     # auto: numba on CPU, torch on cuda; cuda = the Hogwild numba.cuda kernel (opt-in, model/cuda_kernel.py)
@@ -220,6 +225,7 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             "need 0 <= min_alpha <= alpha, alpha > 0",
         ),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+        (cfg.train.sync_every is None or cfg.train.sync_every >= 1, "train.sync_every must be >= 1 (or null)"),
     ]
     for ok, message in checks:
         if not ok:

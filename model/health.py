@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 # (corpus tokens at least, analogy floor, WordSim353 floor). Measured with the bench preset
-# (d=100, 3 epochs) on prefixes of the dev corpus: 2M words 2.8-5.5% / 0.27-0.30, 10M 20% /
-# 0.45-0.51, 25M 35% / 0.59-0.61; collapsed runs 0.0-0.1% / -0.05..0.04. The shipped 730k-word
+# (d=100, 3 epochs) on prefixes of the dev corpus: 2M words 2.9-4.8% / 0.28-0.29, 10M 20-22% /
+# 0.54-0.57, 25M 35% / 0.59-0.61; collapsed runs 0.0-0.1% / -0.05..0.04. The shipped 730k-word
 # sample (tiny preset) reaches 0.17-0.22 WordSim353.
 CORPUS_FLOORS: tuple[tuple[int, float, float], ...] = (
     (20_000_000, 0.10, 0.30),
