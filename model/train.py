@@ -7,43 +7,71 @@
 process and no process group. On CPU the backend is gloo and the kernel the
 numba word2vec.c loop; on CUDA, nccl and the batched torch kernel (model/sgns.py).
 
-Distributed strategy: local SGD, merging by summing the ranks' updates
-----------------------------------------------------------------------
+Distributed strategy: local SGD with learning-rate-scaled model averaging
+---------------------------------------------------------------------------
 Each rank trains its own disjoint shards (model/reader.py) with the fast
-single-process kernel, and every ``sync_every`` pairs *per rank* the ranks
-all-reduce both tables. How the replicas are merged (``sync_average``):
+single-process kernel, and every ``sync_every`` pairs per rank (default: 2M pairs
+across all ranks, i.e. ``2M / world`` per rank, see :func:`sync_interval`) the
+ranks all-reduce both tables. How the replicas are merged (``sync_average``):
 
-* ``"sum"`` (default): ``new = last + Σ_r (table_r - last)``. Every rank's
-  update is applied, as word2vec's own Hogwild threads do, only up to
-  ``sync_every`` pairs stale. Needs a copy of the last synced tables.
-* ``"mean"``: ``new = mean_r table_r``: classic local SGD (what
-  ``PeriodicModelAverager`` does). Each update counts ``1/W``, which
-  amounts to dividing the learning rate by the world size.
+* ``"scaled"`` (default): every rank trains at ``world x`` the learning rate and
+  the replicas are averaged, ``new = mean_r table_r`` (model averaging with the
+  linear learning-rate scaling of Ji et al. 2016 and BlazingText's multi-GPU
+  mode). A row only one rank touched (the rare-word regime) moves by
+  ``(1/W)·W·lr·grad``, what one process would do; a hot row that every replica
+  drove to the same equilibrium ends at the mean of those equilibria. Both
+  regimes are right, at every world size.
+* ``"sum"``: ``new = last + Σ_r (table_r - last)``. Right for rare rows, but a hot
+  row that each replica moved most of the way to its equilibrium ends ``W`` times
+  as far: for ``W > 2`` that overshoots past the equilibrium by more than it
+  started (the map ``x -> x + W·(x* - x)`` diverges once ``W > 2``), which is the
+  collapse measured at 4 and 8 ranks (analogy 0.1%, the loss rising from 3.6 to 123).
+* ``"mean"``: the plain average without the scaling: each update counts ``1/W``.
 * ``"touched"``: mean over the ranks that updated the row since the last sync.
 
-Measured on the benchmark corpus (25M tokens, V=102k, d=100, 3 epochs = 240M
-pairs, 2 ranks x 1 thread vs 1 process x 2 Hogwild threads, 2 cores; analogy =
-questions-words restrict_vocab 30000):
+Measured with tests/bench/scale_quality.py (bench preset, same shards per corpus
+size, 2 cores, gloo; analogy = questions-words restrict_vocab 30000):
 
-    run                      analogy  WS353  SimLex  pairs/CPU-s  syncs  bytes/sync/rank
-    1 process                 32.6%   0.573  0.273     1.24M        -        -
-    2 ranks sum  @1M          32.0%   0.608  0.274     1.23M       123     81.8 MB
-    2 ranks sum  @250k        32.8%   0.594  0.277     0.99M       483     81.8 MB
-    2 ranks touched @1M       25.7%   0.504  0.255     1.06M       123     82.6 MB
-    2 ranks mean @1M          25.0%   0.497  0.254     1.21M       123     81.8 MB
+    corpus  run                               analogy  WS353  SimLex  B/pair/rank
+    2M      gensim 4.4, 2 workers             4.5%    0.318  0.182      -
+    2M      gensim 4.4, 1 worker              3.0%    0.278  0.165      -
+    2M      1 process (2 Hogwild threads)     2.9%    0.285  0.162      -
+    2M      2 ranks, scaled (1M per rank)     3.3%    0.281  0.165    23.4
+    2M      4 ranks, scaled (500k)            3.7%    0.301  0.188    46.9
+    2M      8 ranks, scaled (250k)            4.0%    0.304  0.190   101.6
+    2M      4 ranks, sum (1M)                 0.1%    0.037  0.077   (collapsed: loss 3.6 -> 123)
+    10M     gensim 4.4, 2 workers            20.5%    0.540  0.260      -
+    10M     gensim 4.4, 1 worker             18.9%    0.516  0.244      -
+    10M     1 process                        20.1%    0.542  0.263      -
+    10M     2 ranks, scaled (1M)             20.5%    0.546  0.258    50.7
+    10M     4 ranks, scaled (500k)           21.4%    0.545  0.249   103.4
+    10M     8 ranks, scaled (250k)           20.7%    0.545  0.246   218.7
+    25M     gensim 4.4, 2 workers            34.7%    0.605  0.271      -
+    25M     1 process                        36.2%    0.618  0.278      -
+    25M     2 ranks, scaled (1M)             35.7%    0.618  0.273    83.7
+    25M     8 ranks, scaled (1M per rank)    33.0%    0.611  0.273    89.8
+    25M     8 ranks, scaled (250k)           36.1%    0.610  0.278   367.5
 
-So "sum" keeps single-process quality at equal pairs and "mean"/"touched" lose
-7 points of analogy. ``sync_every=1M`` costs 82 MB of all-reduce per 1M
-pairs per rank (~42 bytes per pair, no measurable CPU overhead); 250k gains
-under a point of analogy for 20% more CPU. On a tiny vocabulary where every row
-is hot (the planted test corpus, V=500), "sum" with long intervals overshoots:
-keep ``sync_every`` small against V there (the tests use 5k).
-The alternatives lose on bytes: dense DDP all-reduces the full ``2·V·d·4``
-bytes (82 MB here) every *step*, ~20 kB per pair at batch 4096, 500x the
-traffic of local SGD; sparse all-reduce only exists on gloo; row-sharded tables
-need an all-to-all of rows per step, latency-bound on CPU.
+So "scaled" holds single-process quality at 2 to 8 ranks; the staleness must be
+bounded in pairs across *all* ranks (``sync_every`` unset = 2M / world per rank):
+at 1M per rank, 8 ranks lost 3.2 points on the dev corpus. On the small prefixes
+more ranks score *higher* than one process (averaging replicas trained at a
+higher rate); gensim's 2-worker lead on 2M words is its ``corpus_file``
+learning-rate schedule (each worker decays alpha by its own half of the epoch),
+not its kernel: with 1 worker it scores what one corpus2vec process scores.
+
+Bytes: each sync all-reduces both tables, ``2·V·d·4`` bytes per rank (81.8 MB on
+the dev corpus, V=102k, d=100), so 1M pairs per rank per sync cost ~82 bytes per trained
+pair per rank at 2 ranks and ~370 at 8 (docs/scaling.md projects that onto NVLink
+and 100 Gb/s links). Dense DDP all-reduces the same ``2·V·d·4`` bytes every
+*step* (~20 kB per pair at batch 4096); sparse all-reduce only exists on gloo;
+row-sharded tables need an all-to-all of rows per step, latency-bound on CPU.
 ``bytes_communicated`` in the metrics counts the payload each rank hands to
 all-reduce (a ring moves about ``2(W-1)/W`` of it over each rank's link).
+Untested beyond 8 ranks: at ``W`` ranks the local learning rate is ``W·alpha``
+(0.2 at 8 ranks with the default 0.025), and a single word2vec step stops being
+stable somewhere above that; past 8-16 replicas, keep the local rate bounded
+(fewer, larger ranks) until that is measured.
 
 Epoch ``e`` reads draw ``e % draws`` of the pairs (the pairs job writes one
 independent draw per epoch by default, as word2vec redraws subsampling, windows
