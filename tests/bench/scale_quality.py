@@ -232,7 +232,7 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
             kernel += f" ({r['batch_size']:,})"
         loss = r.get("epoch_loss") or []
         lines.append(
-            f"| {r['size']} | {r['system']} {r['run']} | {r.get('world_size', '-')} | {kernel} "
+            f"| {r['size']} | {_label(r)} | {r.get('world_size', '-') if r['system'] != 'gensim' else '-'} | {kernel} "
             f"| {_pct(r.get('analogy'))} | {_num(r.get('wordsim353'))} | {_num(r.get('simlex999'))} "
             f"| {_pct(r.get('analogy_oov'), 0)}/{_pct(r.get('wordsim_oov'), 0)}/{_pct(r.get('simlex_oov'), 0)} "
             f"| {_big(r.get('pairs_per_s'))} | {_big(r.get('pairs_per_s_per_rank'))} | {r.get('syncs', '-')} "
@@ -240,6 +240,10 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
             f"| {f'{loss[0]:.3f}→{loss[-1]:.3f}' if loss else '-'} |"
         )
     return head + "\n".join(lines) + "\n"
+
+
+def _label(row: dict[str, Any]) -> str:
+    return row["run"] if row["system"] == "gensim" else f"corpus2vec {row['run']}"
 
 
 def _pct(value: float | None, digits: int = 1) -> str:
