@@ -185,16 +185,8 @@ def run_corpus2vec(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int)
     store = str(out.parent / f"store-{out.stem}")
     inputs = stages.fingerprint_inputs([str(corpus)], cfg)
     layout = stages.RunLayout(store, stages.run_id_for(inputs, cfg))
-    timings: dict[str, float] = {}
     spark = get_spark(f"local[{workers}]", app_name="bench-corpus2vec")
-    for name, step in (
-        ("tokenize", lambda: stages.tokenize(spark, [str(corpus)], layout, cfg)),
-        ("count", lambda: stages.count(spark, layout, cfg)),
-        ("pairs", lambda: stages.pairs(spark, layout, cfg)),
-    ):
-        started = time.monotonic()
-        step()
-        timings[f"{name}_s"] = time.monotonic() - started
+    timings = run_spark_stages(spark, corpus, layout, cfg)
     stop_spark(spark)
     started = time.monotonic()
     manifest = stages.train(layout.stage("pairs"), layout.stage("vocab"), layout.stage("train"), cfg)
@@ -220,6 +212,22 @@ def run_corpus2vec(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int)
         "bytes_per_pair": pairs.get("bytes_per_pair"),
         "vocab_size": len(words),
     }
+
+
+def run_spark_stages(spark: Any, corpus: Path, layout: Any, cfg: Any) -> dict[str, float]:
+    """tokenize, count and pairs into ``layout`` (each skipped when finished); seconds per stage."""
+    from flows import stages
+
+    timings: dict[str, float] = {}
+    for name, step in (
+        ("tokenize", lambda: stages.tokenize(spark, [str(corpus)], layout, cfg)),
+        ("count", lambda: stages.count(spark, layout, cfg)),
+        ("pairs", lambda: stages.pairs(spark, layout, cfg)),
+    ):
+        started = time.monotonic()
+        step()
+        timings[f"{name}_s"] = time.monotonic() - started
+    return timings
 
 
 PEERS = {"corpus2vec": run_corpus2vec, "gensim": run_gensim, "spark-mllib": run_spark_mllib}
@@ -309,12 +317,12 @@ def _pairs(row: dict[str, Any]) -> str:
     return "n/a"
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -74,19 +74,11 @@ def prepare_pairs(corpus: Path, cfg: Any, store: Path) -> tuple[Any, dict[str, A
     if storage.read_manifest(layout.stage("pairs"), "pairs") is not None:
         return layout, {"reused": True}
     spark = get_spark("local[2]", app_name="bench-scale")
-    timings: dict[str, Any] = {}
     try:
-        for name, step in (
-            ("tokenize", lambda: stages.tokenize(spark, [str(corpus)], layout, cfg)),
-            ("count", lambda: stages.count(spark, layout, cfg)),
-            ("pairs", lambda: stages.pairs(spark, layout, cfg)),
-        ):
-            started = time.monotonic()
-            step()
-            timings[f"{name}_s"] = round(time.monotonic() - started, 1)
+        timings = peers.run_spark_stages(spark, corpus, layout, cfg)
     finally:
         spark.stop()
-    return layout, timings
+    return layout, {k: round(v, 1) for k, v in timings.items()}
 
 
 def load_bench(sets: tuple[str, ...] = ()) -> Any:
@@ -242,16 +234,11 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+_pct, _num = peers._pct, peers._num  # one formatting for both benchmark tables
+
+
 def _label(row: dict[str, Any]) -> str:
     return row["run"] if row["system"] == "gensim" else f"corpus2vec {row['run']}"
-
-
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _big(value: float | None) -> str:
