@@ -46,7 +46,8 @@ size, 2 cores, gloo; analogy = questions-words restrict_vocab 30000):
     10M     2 ranks, scaled (1M)             20.5%    0.546  0.258    50.7
     10M     4 ranks, scaled (500k)           21.4%    0.545  0.249   103.4
     10M     8 ranks, scaled (250k)           20.7%    0.545  0.246   218.7
-    25M     gensim 4.4, 2 workers            34.7%    0.605  0.271      -
+    25M     gensim 4.4, 2 workers            34.8%    0.613  0.276      -
+    25M     gensim 4.4, 1 worker             33.3%    0.603  0.281      -
     25M     1 process                        36.2%    0.618  0.278      -
     25M     2 ranks, scaled (1M)             35.7%    0.618  0.273    83.7
     25M     8 ranks, scaled (1M per rank)    33.0%    0.611  0.273    89.8
