@@ -70,6 +70,9 @@ class PairsConfig:
 
 
 SYNC_PAIRS_TOTAL = 2_000_000  # default pairs trained across all ranks between two syncs
+# Largest per-row score change (sum of lr·|g|·|x|² over a batch) the batched kernel applies
+# unscaled; chosen by measurement, see model/sgns.py torch_sgd_step.
+ROW_STEP_LIMIT = 4.0
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class TrainConfig:
     batch_size: int = 4096  # pairs per optimisation step on the torch path
     # torch path: per-row bound on how far one batch may move the scores of a row (sgns.py)
     # before its summed update is scaled down; null = plain minibatch SGD (diverges at 64k+)
-    row_step_limit: float | None = 4.0
+    row_step_limit: float | None = ROW_STEP_LIMIT
     # local SGD: pairs per rank between parameter averages; null = SYNC_PAIRS_TOTAL across all
     # ranks (2M: 1M per rank at 2 ranks, 250k at 8), the staleness that held quality at every world size
     sync_every: int | None = None
@@ -95,7 +98,8 @@ class TrainConfig:
     # auto: numba on CPU, torch on cuda; cuda = the Hogwild numba.cuda kernel (opt-in, model/cuda_kernel.py)
     kernel: Literal["auto", "numba", "torch", "cuda"] = "auto"
     threads: int = 0  # numba Hogwild threads per rank; 0 = cores // local ranks; 1 = bitwise deterministic
-    sync_average: Literal["scaled", "sum", "touched", "mean"] = "scaled"  # local SGD merge rule, model/train.py
+    # local SGD merge rule, model/train.py
+    sync_average: Literal["scaled", "sum", "touched", "mean"] = "scaled"
     verify_shards: bool = True  # sha256 of each shard against the pairs manifest before first read
 
 
@@ -225,7 +229,10 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             "need 0 <= min_alpha <= alpha, alpha > 0",
         ),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
-        (cfg.train.sync_every is None or cfg.train.sync_every >= 1, "train.sync_every must be >= 1 (or null)"),
+        (
+            cfg.train.sync_every is None or cfg.train.sync_every >= 1,
+            "train.sync_every must be >= 1 (or null)",
+        ),
     ]
     for ok, message in checks:
         if not ok:

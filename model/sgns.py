@@ -46,13 +46,12 @@ import numpy as np
 import torch
 from numba import njit
 
+from model.config import ROW_STEP_LIMIT
+
 Kernel = Literal["numba", "torch", "cuda"]
 
 # Reassociation lets LLVM vectorise the dot products; no nnan/ninf so exp overflow stays safe.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
-# Largest per-row score change (sum of lr·|g|·|x|² over a batch) the batched kernel applies
-# unscaled; chosen by measurement, see torch_sgd_step.
-ROW_STEP_LIMIT = 4.0
 
 
 @njit(nogil=True, cache=True, fastmath=_FASTMATH)
