@@ -19,8 +19,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from flows.defaults import DEFAULT_NAME, SAMPLE_CORPUS, default_store, quiet_prefect_defaults
-from model.config import PRESETS, load_config
+from corpus2vec.flows.defaults import DEFAULT_NAME, SAMPLE_CORPUS, default_store, quiet_prefect_defaults
+from corpus2vec.model.config import PRESETS, load_config
 
 app = typer.Typer(
     add_completion=False,
@@ -52,7 +52,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(message: str, code: int = USER_ERROR) -> None:
-    from model.storage import redact_text
+    from corpus2vec.model.storage import redact_text
 
     err.print(f"[bold red]error:[/] {escape(redact_text(message))}", soft_wrap=True)
     raise typer.Exit(code=code)
@@ -90,8 +90,8 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the whole pipeline (Prefect flow `pretrain`) and publish NAME@VERSION."""
-    from flows.progress import StageProgress
-    from model.storage import redact_url
+    from corpus2vec.flows.progress import StageProgress
+    from corpus2vec.model.storage import redact_url
 
     quiet_prefect_defaults()
     load_config(preset, overrides or [])  # fail on a bad --set before starting any server
@@ -102,7 +102,7 @@ def run(
             "credentials from the environment (AWS_*, a Secret block)",
             soft_wrap=True,
         )
-    from flows.pretrain import pretrain
+    from corpus2vec.flows.pretrain import pretrain
 
     started = time.monotonic()
     with StageProgress(err):
@@ -158,9 +158,9 @@ def deploy(
     as_json: JsonOpt = False,
 ) -> None:
     """Create the work pool and a scheduled deployment of `pretrain` on the server at PREFECT_API_URL."""
-    from flows.deploy import DeploySpec
-    from flows.deploy import deploy as deploy_flow
-    from model.storage import redact_url
+    from corpus2vec.flows.deploy import DeploySpec
+    from corpus2vec.flows.deploy import deploy as deploy_flow
+    from corpus2vec.model.storage import redact_url
 
     secret = [c for c in corpus or [] if redact_url(c) != c]
     if secret:  # a deployment stores its parameters on the server for every future run
@@ -200,8 +200,8 @@ def prepare(
     as_json: JsonOpt = False,
 ) -> None:
     """Spark stages only: tokenize, count, emit pair shards. Prints the vocab and pairs URIs."""
-    from flows import stages
-    from jobs.session import get_spark
+    from corpus2vec.flows import stages
+    from corpus2vec.jobs.session import get_spark
 
     cfg = load_config(preset, overrides or [])
     corpus = corpus or [SAMPLE_CORPUS]
@@ -237,8 +237,8 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train SGNS under torchrun on existing pair shards."""
-    from flows import stages
-    from flows.progress import StageProgress
+    from corpus2vec.flows import stages
+    from corpus2vec.flows.progress import StageProgress
 
     cfg = load_config(preset, overrides or [])
     with StageProgress(err) as progress:
@@ -263,8 +263,8 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate trained vectors: analogies, word similarity, nearest neighbours."""
-    from flows import stages
-    from model import storage
+    from corpus2vec.flows import stages
+    from corpus2vec.model import storage
 
     cfg = load_config(preset, overrides or [])
     out = out or storage.join(train_uri.rstrip("/").rsplit("/", 1)[0], "eval")
@@ -288,8 +288,8 @@ def publish(
     as_json: JsonOpt = False,
 ) -> None:
     """Gate and publish trained vectors as NAME@VERSION; moves `latest` last."""
-    from flows import stages
-    from model import storage
+    from corpus2vec.flows import stages
+    from corpus2vec.model import storage
 
     cfg = load_config(preset, overrides or [])
     try:
@@ -311,7 +311,7 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List embedding names, or the versions of NAME with their metrics."""
-    from model import registry
+    from corpus2vec.model import registry
 
     root = _store(store)
     try:
@@ -341,7 +341,7 @@ def show(
     store: StoreOpt = None,
 ) -> None:
     """Print the manifest of one published version."""
-    from model import registry
+    from corpus2vec.model import registry
 
     try:
         name, version = registry.resolve(_store(store), ref)
@@ -360,7 +360,7 @@ def pull(
     to: Annotated[str | None, typer.Option("--to", help="Copy the verified files into this folder.")] = None,
 ) -> None:
     """Download a version into the local cache (checksums verified) and print its folder."""
-    from model.pull import pull as pull_version
+    from corpus2vec.model.pull import pull as pull_version
 
     try:
         path = pull_version(ref, store=_store(store), to=to)
@@ -377,7 +377,7 @@ def promote(
     store: StoreOpt = None,
 ) -> None:
     """Point an alias (e.g. `stable`) at an existing version."""
-    from model import registry
+    from corpus2vec.model import registry
 
     try:
         name, version = registry.resolve(_store(store), ref)
@@ -395,7 +395,7 @@ def diff(
     store: StoreOpt = None,
 ) -> None:
     """Drift between two versions: aligned cosine, neighbour overlap, words added and removed."""
-    from model import registry
+    from corpus2vec.model import registry
 
     try:
         report = registry.diff(_store(store), ref_a, ref_b)

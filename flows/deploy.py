@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.defaults import DEFAULT_NAME
+from corpus2vec.flows.defaults import DEFAULT_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = "flows/pretrain.py:pretrain"
@@ -93,8 +93,8 @@ def validate(spec: DeploySpec) -> None:
     """Fail before touching the server: settings, names and the cron expression must be valid."""
     from prefect.schedules import Cron
 
-    from model.config import load_config
-    from model.registry import validate_name
+    from corpus2vec.model.config import load_config
+    from corpus2vec.model.registry import validate_name
 
     load_config(spec.preset, spec.overrides)
     validate_name(spec.name)
@@ -142,7 +142,7 @@ def deploy(spec: DeploySpec) -> dict[str, Any]:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
-    from model.registry import code_version
+    from corpus2vec.model.registry import code_version
 
     validate(spec)
     api_url = require_api_url()

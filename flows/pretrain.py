@@ -1,8 +1,8 @@
 """The ``pretrain`` Prefect flow: corpus in, published embedding version out.
 
-Orchestration only: each task calls one function of :mod:`flows.stages`, passes
+Orchestration only: each task calls one function of :mod:`corpus2vec.flows.stages`, passes
 URIs on, and publishes what it counted as Prefect artifacts with stable keys
-``{name}-{what}`` (:data:`flows.reporting.KEYS`). Stages are keyed by the run
+``{name}-{what}`` (:data:`corpus2vec.flows.reporting.KEYS`). Stages are keyed by the run
 fingerprint, so a rerun after a crash resumes at the first unfinished stage.
 
 What an operator sees:
@@ -32,10 +32,10 @@ from typing import Any
 from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import events, reporting, stages
-from flows.defaults import DEFAULT_NAME, SAMPLE_CORPUS, default_store
-from model import storage
-from model.config import PipelineConfig, load_config
+from corpus2vec.flows import events, reporting, stages
+from corpus2vec.flows.defaults import DEFAULT_NAME, SAMPLE_CORPUS, default_store
+from corpus2vec.model import storage
+from corpus2vec.model.config import PipelineConfig, load_config
 
 # What to do when a stage fails; the message also names the stage and its input.
 HINTS: dict[str, str] = {
@@ -199,7 +199,7 @@ def _describe(corpus: list[str]) -> str:
 @task(name="tokenize-corpus", task_run_name=_task_run_name("tokenize"), **RETRY_TRANSIENT)
 def tokenize_corpus(corpus: list[str], layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
     """Spark: ingest and tokenize; publishes corpus stats and the rejected files."""
-    from jobs.session import get_spark
+    from corpus2vec.jobs.session import get_spark
 
     events.emit("start", "tokenize")
     with stage_errors("tokenize", _describe(corpus)):
@@ -228,7 +228,7 @@ def tokenize_corpus(corpus: list[str], layout: stages.RunLayout, cfg: PipelineCo
 @task(name="count-vocabulary", task_run_name=_task_run_name("count"), **RETRY_TRANSIENT)
 def count_vocabulary(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
     """Spark: build the vocabulary; publishes size, coverage and the top words."""
-    from jobs.session import get_spark
+    from corpus2vec.jobs.session import get_spark
 
     events.emit("start", "count")
     with stage_errors("count", layout.stage("tokens")):
@@ -254,7 +254,7 @@ def count_vocabulary(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -
 @task(name="emit-pairs", task_run_name=_task_run_name("pairs"), **RETRY_TRANSIENT)
 def emit_pairs(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
     """Spark: subsample, window, draw negatives and write the pair shards."""
-    from jobs.session import get_spark
+    from corpus2vec.jobs.session import get_spark
 
     events.emit("start", "pairs")
     with stage_errors("pairs", f"{layout.stage('tokens')} + {layout.stage('vocab')}"):
@@ -369,7 +369,7 @@ def publish_version(
 
 def _published_by(store: str, name: str, flow_run_id: str) -> dict[str, Any] | None:
     """The version an earlier attempt of this flow run published, in publish()'s result shape."""
-    from model import registry
+    from corpus2vec.model import registry
 
     for row in reversed(registry.list_versions(store, name)):
         manifest = storage.read_json(storage.join(row["uri"], registry.MANIFEST))

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from flows import events
+from corpus2vec.flows import events
 
 _STAGE_TITLES = {
     "tokenize": "ingest + tokenize (Spark)",
@@ -22,7 +22,7 @@ _STAGE_TITLES = {
 
 
 class StageProgress:
-    """Listens to :mod:`flows.events` and renders stage lines and the training bar on stderr."""
+    """Listens to :mod:`corpus2vec.flows.events` and renders stage lines and the training bar on stderr."""
 
     def __init__(self, console: Console) -> None:
         self.console = console

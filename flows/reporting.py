@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from model import storage
+from corpus2vec.model import storage
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The pipeline's stages as plain functions over URIs and typed configs.
 
 Each stage takes URIs in and gives a URI (or a small dict) out, so the same
-function serves the Prefect task in :mod:`flows.pretrain` and the one-stage CLI
+function serves the Prefect task in :mod:`corpus2vec.flows.pretrain` and the one-stage CLI
 commands (``corpus2vec prepare/train/evaluate/publish``). Heavy work happens in
 the Spark jobs (``jobs/``) and the torchrun trainer (``model/``); this module only
 decides where outputs go and skips stages whose manifest already exists.
@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from model import storage
-from model.config import PipelineConfig
+from corpus2vec.model import storage
+from corpus2vec.model.config import PipelineConfig
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -49,7 +49,7 @@ class StageTimer:
 
 def fingerprint_inputs(corpus: list[str], cfg: PipelineConfig) -> dict[str, Any]:
     """The input file list (URL, size, etag/mtime) that keys a run; no file is read."""
-    from jobs.ingest import expand_corpus
+    from corpus2vec.jobs.ingest import expand_corpus
 
     files = expand_corpus(corpus, cfg.corpus)
     entries = []
@@ -79,21 +79,21 @@ def run_id_for(inputs: dict[str, Any], cfg: PipelineConfig) -> str:
 
 def tokenize(spark: Any, corpus: list[str], layout: RunLayout, cfg: PipelineConfig) -> dict[str, Any]:
     """Ingest and tokenize the corpus into ``runs/{id}/tokens``; returns its manifest."""
-    from jobs.tokenize import run_tokenize
+    from corpus2vec.jobs.tokenize import run_tokenize
 
     return run_tokenize(spark, corpus, layout.stage("tokens"), cfg.corpus)
 
 
 def count(spark: Any, layout: RunLayout, cfg: PipelineConfig) -> dict[str, Any]:
     """Build the vocabulary into ``runs/{id}/vocab``; returns its manifest."""
-    from jobs.count import run_count
+    from corpus2vec.jobs.count import run_count
 
     return run_count(spark, layout.stage("tokens"), layout.stage("vocab"), cfg.vocab)
 
 
 def pairs(spark: Any, layout: RunLayout, cfg: PipelineConfig) -> dict[str, Any]:
     """Subsample and emit (center, context, negatives) shards into ``runs/{id}/pairs``."""
-    from jobs.pairs import run_pairs
+    from corpus2vec.jobs.pairs import run_pairs
 
     return run_pairs(spark, layout.stage("tokens"), layout.stage("vocab"), layout.stage("pairs"), cfg.pairs)
 
@@ -102,14 +102,14 @@ def train(
     pairs_uri: str, vocab_uri: str, out_uri: str, cfg: PipelineConfig, on_progress: ProgressFn | None = None
 ) -> dict[str, Any]:
     """Train SGNS under torchrun on the pair shards; returns the train manifest."""
-    from model.launch import launch_training
+    from corpus2vec.model.launch import launch_training
 
     return launch_training(pairs_uri, vocab_uri, out_uri, cfg.train, on_progress=on_progress)
 
 
 def evaluate(train_uri: str, vocab_uri: str, out_uri: str, cfg: PipelineConfig) -> dict[str, Any]:
     """Evaluate the trained vectors; writes ``report.json`` under ``out_uri`` and returns it."""
-    from model.evaluate import evaluate_run
+    from corpus2vec.model.evaluate import evaluate_run
 
     existing = storage.join(out_uri, "report.json")
     if storage.exists(existing):
@@ -130,7 +130,7 @@ def publish(
     import numpy as np
     import pyarrow.parquet as pq
 
-    from model.registry import publish as publish_version
+    from corpus2vec.model.registry import publish as publish_version
 
     train_manifest = storage.require_manifest(train_uri, "train")
     fs, vocab_path = storage.get_fs(storage.join(vocab_uri, "vocab.parquet"))

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from model import storage
+from corpus2vec.model import storage
 
 # Object-store settings the driver forwards to its tasks. Executors of a local[*]
 # session were started before a test or CLI set them, so they would not see them;
@@ -106,7 +106,7 @@ def write_parquet_atomic(
 ) -> dict[str, Any]:
     """Write each table as one row group of a zstd Parquet file at ``url``, all or nothing.
 
-    Pages stream into :func:`model.storage.open_atomic` (a hidden local temp file,
+    Pages stream into :func:`corpus2vec.model.storage.open_atomic` (a hidden local temp file,
     renamed or uploaded in one piece only when the writer finished), hashed on the
     way, so a killed task never leaves a file that looks finished and the file is
     never held twice in memory. ``options`` go to ``pyarrow.parquet.ParquetWriter``
@@ -152,7 +152,7 @@ def manifest_units(stage_uri: str, manifest: dict[str, Any]) -> list[tuple[str, 
 
 def read_row_group(url: str, group: int, columns: list[str], expected: pa.Schema) -> pa.Table:
     """One row group of a Parquet file listed in a manifest, schema-checked against ``expected``."""
-    from model.schemas import check_schema
+    from corpus2vec.model.schemas import check_schema
 
     fs, path = storage.get_fs(url)
     with fs.open(path, "rb") as handle:
@@ -186,8 +186,8 @@ def run_job_main(
     ``run(spark, cfg)`` gets the whole pipeline config; bad input (ValueError, a missing
     stage) prints ``error: ...`` and exits 2 instead of a Java-laden traceback.
     """
-    from jobs.session import get_spark
-    from model.config import load_config
+    from corpus2vec.jobs.session import get_spark
+    from corpus2vec.model.config import load_config
 
     try:
         cfg = load_config(args.preset, args.overrides)  # a bad --set is one line too, before Spark starts

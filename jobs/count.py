@@ -1,6 +1,6 @@
 """Count words and build the vocabulary: tokens stage -> ``vocab/vocab.parquet`` + manifest.
 
-Run as ``python -m jobs.count --tokens URI --out URI [--master M] [--preset P] [--set k=v]``.
+Run as ``python -m corpus2vec.jobs.count --tokens URI --out URI [--master M] [--preset P] [--set k=v]``.
 
 Tasks read the row groups the tokens manifest lists (fsspec + pyarrow, so s3 works
 without s3a) and count with ``pyarrow.compute.value_counts`` in C++; Spark sums
@@ -28,10 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs import common
-from model import storage
-from model.config import VocabConfig
-from model.schemas import TOKENS_SCHEMA, VOCAB_SCHEMA
+from corpus2vec.jobs import common
+from corpus2vec.model import storage
+from corpus2vec.model.config import VocabConfig
+from corpus2vec.model.schemas import TOKENS_SCHEMA, VOCAB_SCHEMA
 
 KIND = "vocab"
 VOCAB_FILE = "vocab.parquet"
@@ -166,7 +166,7 @@ def _manifest_sha(stage_uri: str) -> str:
 
 def read_vocab(vocab_uri: str) -> tuple[pa.Table, dict[str, Any]]:
     """The vocab table and its manifest, after checking the file's sha256 and schema."""
-    from model.schemas import check_schema
+    from corpus2vec.model.schemas import check_schema
 
     manifest = storage.require_manifest(vocab_uri, KIND)
     url = storage.join(vocab_uri, VOCAB_FILE)
@@ -181,8 +181,10 @@ def read_vocab(vocab_uri: str) -> tuple[pa.Table, dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m jobs.count --tokens URI --out URI``; prints vocab size and coverage."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.count", description=__doc__.split("\n\n")[0])
+    """CLI: ``python -m corpus2vec.jobs.count --tokens URI --out URI``; prints vocab size and coverage."""
+    parser = argparse.ArgumentParser(
+        prog="python -m corpus2vec.jobs.count", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--tokens", required=True, help="finished tokens stage URL")
     parser.add_argument("--out", required=True, help="output folder URL (the vocab stage dir)")
     common.common_args(parser)

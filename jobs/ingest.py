@@ -37,8 +37,8 @@ from itertools import groupby
 from operator import itemgetter
 from typing import IO, Any
 
-from model.config import CorpusConfig
-from model.storage import get_fs, redact_text, redact_url
+from corpus2vec.model.config import CorpusConfig
+from corpus2vec.model.storage import get_fs, redact_text, redact_url
 
 # A document: its stable id and its text as pieces (one piece, or many for huge lines).
 Document = tuple[str, Iterable[str]]

@@ -56,7 +56,7 @@ def kept_tokens(
 
     Token at position p of sentence s is kept when ``uniform01(draw p of stream 0 of
     keys[s]) < keep_prob[id]``; a kept token's reach is ``1 + (hi32(draw p of stream 1)
-    * window) >> 32``, uniform in 1..window (``jobs.pairs.window_pairs`` in numpy).
+    * window) >> 32``, uniform in 1..window (``corpus2vec.jobs.pairs.window_pairs`` in numpy).
     """
     n = ids.shape[0]
     out_ids = np.empty(n + 1, np.int32)  # one spare slot: tokens are written before the test

@@ -1,6 +1,6 @@
 """Training pairs: tokens + vocab -> ``pairs/part-NNNNN.parquet`` (pairs_schema(K)) + manifest.
 
-Run as ``python -m jobs.pairs --tokens URI --vocab URI --out URI [--master M] [--preset P] [--set k=v]``.
+Run as ``python -m corpus2vec.jobs.pairs --tokens URI --vocab URI --out URI [--master M] [--preset P] [--set k=v]``.
 
 word2vec semantics, exactly (DESIGN.md):
 
@@ -14,7 +14,7 @@ word2vec semantics, exactly (DESIGN.md):
   the pair's context word is redrawn.
 
 Determinism: every random draw is counter-based, ``splitmix64(key + counter *
-golden)`` (:func:`jobs.pair_kernels.splitmix_at`). Subsampling and window draws use
+golden)`` (:func:`corpus2vec.jobs.pair_kernels.splitmix_at`). Subsampling and window draws use
 ``sentence_key = hash(seed, doc_id, sentence)`` with the token position as counter,
 so a sentence yields the same pairs in any task. A shard's rows are then shuffled
 (Fisher-Yates, counter = step) and its negatives drawn (counter = row * K + slot),
@@ -58,11 +58,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs import common, pair_kernels
-from jobs.count import read_vocab
-from model import storage
-from model.config import PairsConfig
-from model.schemas import TOKENS_SCHEMA, pairs_schema
+from corpus2vec.jobs import common, pair_kernels
+from corpus2vec.jobs.count import read_vocab
+from corpus2vec.model import storage
+from corpus2vec.model.config import PairsConfig
+from corpus2vec.model.schemas import TOKENS_SCHEMA, pairs_schema
 
 KIND = "pairs"
 
@@ -134,7 +134,7 @@ class NegativeSampler:
     """Draws noise words from count^ns_exponent with the alias method, from one counter-based stream.
 
     One packed table (alias << 32 | threshold) makes a draw one gather;
-    :func:`jobs.pair_kernels.draw_negatives` draws and redraws in one compiled pass.
+    :func:`corpus2vec.jobs.pair_kernels.draw_negatives` draws and redraws in one compiled pass.
     """
 
     _LOW = np.uint64(0xFFFFFFFF)
@@ -526,8 +526,10 @@ def run_pairs(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m jobs.pairs --tokens URI --vocab URI --out URI``; prints pair counts."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.pairs", description=__doc__.split("\n\n")[0])
+    """CLI: ``python -m corpus2vec.jobs.pairs --tokens URI --vocab URI --out URI``; prints pair counts."""
+    parser = argparse.ArgumentParser(
+        prog="python -m corpus2vec.jobs.pairs", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--tokens", required=True, help="finished tokens stage URL")
     parser.add_argument("--vocab", required=True, help="finished vocab stage URL")
     parser.add_argument("--out", required=True, help="output folder URL (the pairs stage dir)")

@@ -1,6 +1,6 @@
 """Ingest + tokenize: raw corpus files -> ``tokens/part-NNNNN.parquet`` (TOKENS_SCHEMA) + manifest.
 
-Run as ``python -m jobs.tokenize CORPUS... --out URI [--master M] [--preset P] [--set k=v]``.
+Run as ``python -m corpus2vec.jobs.tokenize CORPUS... --out URI [--master M] [--preset P] [--set k=v]``.
 
 Shape of the job (one shuffle, no corpus data on the driver)::
 
@@ -36,11 +36,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs import common
-from jobs.ingest import FileReport, expand_corpus, read_documents
-from model import storage
-from model.config import CorpusConfig
-from model.schemas import TOKENS_SCHEMA
+from corpus2vec.jobs import common
+from corpus2vec.jobs.ingest import FileReport, expand_corpus, read_documents
+from corpus2vec.model import storage
+from corpus2vec.model.config import CorpusConfig
+from corpus2vec.model.schemas import TOKENS_SCHEMA
 
 KIND = "tokens"
 ROW_GROUP_TOKENS = 1_000_000  # tokens per row group: the work unit of count and pairs
@@ -321,7 +321,7 @@ def run_tokenize(
     Idempotent: a finished output (manifest present) is returned untouched; the
     leftovers of an unfinished one are cleared first, after the inputs were listed,
     and a folder holding anything this stage does not write is refused
-    (:func:`model.storage.clear_unfinished`). Raises ValueError when too many input files
+    (:func:`corpus2vec.model.storage.clear_unfinished`). Raises ValueError when too many input files
     are unreadable; nothing is marked finished then.
     """
     started = time.time()
@@ -379,8 +379,10 @@ def _stats(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m jobs.tokenize CORPUS... --out URI``; prints the manifest's counts."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.tokenize", description=__doc__.split("\n\n")[0])
+    """CLI: ``python -m corpus2vec.jobs.tokenize CORPUS... --out URI``; prints the manifest's counts."""
+    parser = argparse.ArgumentParser(
+        prog="python -m corpus2vec.jobs.tokenize", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("corpus", nargs="+", help="files, folders, globs, URLs or *.paths lists")
     parser.add_argument("--out", required=True, help="output folder URL (the tokens stage dir)")
     common.common_args(parser)

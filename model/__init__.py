@@ -1,5 +1,5 @@
 """SGNS model, training entry point, evaluation, export, artifact store and pull client.
 
 Kept free of heavy imports at package level: the Spark jobs import
-``model.config``, ``model.schemas`` and ``model.storage`` and must not pull in torch.
+``corpus2vec.model.config``, ``corpus2vec.model.schemas`` and ``corpus2vec.model.storage`` and must not pull in torch.
 """

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from model.evaluate import unit_rows
+from corpus2vec.model.evaluate import unit_rows
 
 
 def procrustes(source: np.ndarray, target: np.ndarray) -> np.ndarray:

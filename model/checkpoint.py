@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from model import storage
+from corpus2vec.model import storage
 
 LATEST = "latest.json"
 

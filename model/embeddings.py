@@ -7,6 +7,7 @@ and torch are imported inside :meth:`Embeddings.to_gensim` / :meth:`Embeddings.t
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Sequence
 from functools import cached_property
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model.artifact import MANIFEST, ArtifactError, check_manifest, load_vectors, parse_vocab_tsv
+from corpus2vec.model.artifact import MANIFEST, ArtifactError, check_manifest, load_vectors, parse_vocab_tsv
 
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
@@ -91,7 +92,7 @@ class Embeddings:
     @cached_property
     def _unit(self) -> np.ndarray:
         """Unit-length rows, computed once on the first similarity query (V x d float32 in memory)."""
-        from model.evaluate import unit_rows
+        from corpus2vec.model.evaluate import unit_rows
 
         return unit_rows(self.vectors)
 
@@ -129,7 +130,7 @@ class Embeddings:
 
     def to_gensim(self) -> KeyedVectors:
         """A gensim ``KeyedVectors`` with the same rows and a ``count`` attribute per word."""
-        from gensim.models import KeyedVectors
+        KeyedVectors = _optional("gensim.models", "to_gensim", "gensim").KeyedVectors
 
         kv = KeyedVectors(self.vector_size, count=0, dtype=np.float32)
         kv.add_vectors(self.words, np.asarray(self.vectors, dtype=np.float32))
@@ -152,7 +153,7 @@ class Embeddings:
         * then one row per word in vocabulary order: ``word_to_row[w] = offset + index(w)``
           with ``offset = int(padding) + int(unknown)``.
         """
-        import torch
+        torch = _optional("torch", "to_torch", "torch")
 
         table = np.asarray(self.vectors, dtype=np.float32)
         extra = []
@@ -166,3 +167,14 @@ class Embeddings:
         )
         offset = len(extra)
         return module, {w: offset + i for i, w in enumerate(self.words)}
+
+
+def _optional(module: str, method: str, extra: str) -> Any:
+    """Import ``module`` for ``method``, or say which extra installs it (the base install has neither)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"Embeddings.{method}() needs {module.split('.')[0]}, which the base install leaves out: "
+            f"pip install 'corpus2vec[{extra}]' (or any environment with it installed)"
+        ) from exc

@@ -8,7 +8,7 @@ done as blocked matrix products instead of one ``most_similar`` call per
 question: a 70k x 100 table evaluates in seconds instead of minutes.
 
 ``report["metrics"]`` holds only higher-is-better numbers; the quality gate in
-:mod:`model.registry` compares every one of them against the parent version.
+:mod:`corpus2vec.model.registry` compares every one of them against the parent version.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from model import storage
-from model.config import EvalConfig
-from model.health import health_checks
+from corpus2vec.model import storage
+from corpus2vec.model.config import EvalConfig
+from corpus2vec.model.health import health_checks
 
 # word2vec's compute-accuracy counts the first five sections of questions-words as semantic.
 SEMANTIC_SECTIONS = 5
@@ -367,7 +367,7 @@ def read_vocab(vocab_uri: str) -> tuple[list[str], list[int]]:
     """Words and counts of ``vocab.parquet`` in id order, checked against the declared schema."""
     import pyarrow.parquet as pq
 
-    from model.schemas import VOCAB_SCHEMA, check_schema
+    from corpus2vec.model.schemas import VOCAB_SCHEMA, check_schema
 
     url = storage.join(vocab_uri, "vocab.parquet")
     fs, path = storage.get_fs(url)

@@ -23,13 +23,11 @@ import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO, Any
 
-from model import storage
-from model.config import TrainConfig
+from corpus2vec.model import storage
+from corpus2vec.model.config import TrainConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _PROGRESS = "progress {"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _FAILED_RANK = re.compile(r"\brank\s*:\s*(\d+)\s*\(local_rank")
@@ -45,7 +43,7 @@ def free_port() -> int:
 def torchrun_command(
     pairs_uri: str, vocab_uri: str, out_uri: str, cfg: TrainConfig, max_restarts: int, port: int
 ) -> list[str]:
-    """The ``python -m torch.distributed.run ... -m model.train ...`` command line."""
+    """The ``python -m torch.distributed.run ... -m corpus2vec.model.train ...`` command line."""
     return [
         sys.executable,
         "-m",
@@ -57,7 +55,7 @@ def torchrun_command(
         f"--rdzv-endpoint=127.0.0.1:{port}",
         "--monitor-interval=0.5",
         "-m",
-        "model.train",
+        "corpus2vec.model.train",
         "--pairs",
         pairs_uri,
         "--vocab",
@@ -80,7 +78,6 @@ def worker_env(cfg: TrainConfig) -> dict[str, str]:
             "MKL_NUM_THREADS": share,
             "NUMBA_NUM_THREADS": share,
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p),
         }
     )
     env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # single node: keep gloo on loopback
@@ -145,7 +142,6 @@ def _run_streaming(
     tail: deque[str] = deque(maxlen=40)
     proc = subprocess.Popen(
         command,
-        cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -8,7 +8,7 @@ is ``cache_dir``, else ``$C2V_CACHE``, else ``~/.cache/corpus2vec``;
 ``{store-key}`` is a hash of the store URL, so two stores never mix.
 
 Trust (docs/trust.md): the store is written by many jobs and people, so a
-version's manifest is checked before anything is written (:mod:`model.artifact`:
+version's manifest is checked before anything is written (:mod:`corpus2vec.model.artifact`:
 only the artifact's fixed plain file names, name/version equal to the ref, every
 file that loading reads listed), each file is written only inside its destination
 and only after its size and sha256 match (reading at most the declared size + 1),
@@ -29,8 +29,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from model import storage
-from model.artifact import (
+from corpus2vec.model import storage
+from corpus2vec.model.artifact import (
     MANIFEST,
     ArtifactError,
     check_manifest,
@@ -38,8 +38,8 @@ from model.artifact import (
     is_digest,
     manifest_digest,
 )
-from model.embeddings import Embeddings
-from model.registry import find_digest, is_version, parse_ref, read_manifest_bytes, resolve
+from corpus2vec.model.embeddings import Embeddings
+from corpus2vec.model.registry import find_digest, is_version, parse_ref, read_manifest_bytes, resolve
 
 _CHUNK = 1 << 20
 # Written into every folder pull creates; `pull --to` refuses a non-empty folder without it.
@@ -229,7 +229,7 @@ def _download(store: str, name: str, version: str, dest: Path, digest: str | Non
 
 def _clear_copy(dest: Path) -> None:
     """Remove the manifest and artifact files of an earlier copy (ours: only the fixed names)."""
-    from model.artifact import ARTIFACT_FILES
+    from corpus2vec.model.artifact import ARTIFACT_FILES
 
     for fname in (MANIFEST, *sorted(ARTIFACT_FILES)):
         target = dest / fname
@@ -276,7 +276,7 @@ def check_cached(
 
     Every file is re-hashed (``verify`` is kept for compatibility): a size/mtime
     shortcut let an in-place edit with the mtime put back through. The manifest
-    itself must pass :func:`model.artifact.check_manifest` (and equal ``name``,
+    itself must pass :func:`corpus2vec.model.artifact.check_manifest` (and equal ``name``,
     ``version`` and ``digest`` when given), so a copy cannot vouch for files it
     does not list.
     """

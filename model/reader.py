@@ -43,8 +43,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from numba import njit
 
-from model import storage
-from model.schemas import check_schema, pairs_schema
+from corpus2vec.model import storage
+from corpus2vec.model.schemas import check_schema, pairs_schema
 
 VOCAB_FILE = "vocab.parquet"
 

@@ -41,8 +41,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from model import health, storage
-from model.artifact import (
+from corpus2vec.model import health, storage
+from corpus2vec.model.artifact import (
     DIGEST_PREFIX,
     MAX_MANIFEST_BYTES,
     ArtifactError,
@@ -52,7 +52,7 @@ from model.artifact import (
     manifest_digest,
     parse_vocab_tsv,
 )
-from model.config import EvalConfig, PublishConfig
+from corpus2vec.model.config import EvalConfig, PublishConfig
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -96,7 +96,7 @@ def parse_ref(ref: str) -> tuple[str, str]:
     """Split ``NAME``, ``NAME@VERSION``, ``NAME@ALIAS`` or ``NAME@sha256:<hex>`` into (name, selector).
 
     NAME alone means ``latest``. A ``sha256:`` selector is the content digest of a
-    version's manifest (:func:`model.artifact.manifest_digest`): it pins exact content.
+    version's manifest (:func:`corpus2vec.model.artifact.manifest_digest`): it pins exact content.
     """
     if not isinstance(ref, str) or ref.count("@") > 1:
         raise ValueError(
@@ -346,7 +346,7 @@ def read_verified(url: str, entry: dict[str, Any]) -> bytes:
 
 def diff(store: str, ref_a: str, ref_b: str) -> dict[str, Any]:
     """Drift from version ``ref_a`` to ``ref_b``: aligned/unaligned cosines, neighbour overlap, vocab change."""
-    from model.align import drift_report
+    from corpus2vec.model.align import drift_report
 
     name_a, version_a = resolve(store, ref_a)
     name_b, version_b = resolve(store, ref_b)
@@ -550,7 +550,7 @@ class HashingWriter:
 def write_file(dir_url: str, name: str, produce: Callable[[HashingWriter], Any]) -> dict[str, Any]:
     """Stream one file into ``dir_url`` and return its manifest entry (path, bytes, sha256).
 
-    The file appears atomically (:func:`model.storage.open_atomic`), so a failed
+    The file appears atomically (:func:`corpus2vec.model.storage.open_atomic`), so a failed
     write leaves nothing behind that a reader could take for a finished file.
     """
     with storage.open_atomic(storage.join(dir_url, name)) as handle:
@@ -674,7 +674,7 @@ def publish(
     :class:`QualityGateFailed` (after writing the candidate under
     ``_candidates/``) when the gate fails; nothing is published then.
     """
-    from model.word2vec_format import check_words
+    from corpus2vec.model.word2vec_format import check_words
 
     validate_name(name)
     require_conditional_writes(name_uri(store, name))  # before anything is written
@@ -762,7 +762,7 @@ def _align(
     cfg: PublishConfig,
 ) -> dict[str, Any]:
     """Rotate onto the parent when asked and possible; returns vectors, rotation and the drift report."""
-    from model.align import drift_report, fit_rotation
+    from corpus2vec.model.align import drift_report, fit_rotation
 
     result: dict[str, Any] = {
         "vectors": vectors,
@@ -822,7 +822,7 @@ def _write_version(target: str, meta: dict[str, Any], payload: dict[str, Any]) -
 
 def _producers(payload: dict[str, Any]) -> list[tuple[str, Callable[[HashingWriter], Any]]]:
     """(file name, writer) for every file of a version; optional files only when there is content."""
-    from model.word2vec_format import write_word2vec_binary
+    from corpus2vec.model.word2vec_format import write_word2vec_binary
 
     words, counts = payload["words"], payload["counts"]
     vectors = np.ascontiguousarray(payload["vectors"], dtype=np.float32)

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from model.config import ROW_STEP_LIMIT
+from corpus2vec.model.config import ROW_STEP_LIMIT
 
 Kernel = Literal["numba", "torch", "cuda"]
 
@@ -305,7 +305,7 @@ class SGNS:
         self, center: np.ndarray, context: np.ndarray, negatives: np.ndarray, lr_start: float, lr_step: float
     ) -> float:
         """The Hogwild numba.cuda kernel (model/cuda_kernel.py); numpy tables under the CUDA simulator."""
-        from model import cuda_kernel
+        from corpus2vec.model import cuda_kernel
 
         if self.v.device.type == "cuda":
             to = lambda a: torch.from_numpy(a).to(self.v.device, non_blocking=True)  # noqa: E731

@@ -1,6 +1,6 @@
-"""SGNS training entry point: one script for ``python -m model.train`` and ``torchrun ... -m model.train``.
+"""SGNS training entry point: one script for ``python -m corpus2vec.model.train`` and ``torchrun ... -m corpus2vec.model.train``.
 
-    python -m torch.distributed.run --nproc_per_node=2 -m model.train \\
+    python -m torch.distributed.run --nproc_per_node=2 -m corpus2vec.model.train \\
         --pairs URI --vocab URI --out URI --config '{"vector_size": 50, "epochs": 3}'
 
 ``RANK``/``WORLD_SIZE`` from the environment decide: without them this is one
@@ -132,10 +132,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from model import checkpoint, storage
-from model.config import SYNC_PAIRS_TOTAL, PipelineConfig, TrainConfig
-from model.reader import Batch, PairReader, check_inputs, draw_count, epoch_pairs
-from model.sgns import SGNS, init_tables
+from corpus2vec.model import checkpoint, storage
+from corpus2vec.model.config import SYNC_PAIRS_TOTAL, PipelineConfig, TrainConfig
+from corpus2vec.model.reader import Batch, PairReader, check_inputs, draw_count, epoch_pairs
+from corpus2vec.model.sgns import SGNS, init_tables
 
 PROGRESS_EVERY_S = 2.0
 NUMBA_BATCH = 1 << 16  # pairs per kernel call: big enough to amortise Python, small enough to stream
@@ -184,7 +184,9 @@ class Counters:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments: input/output URIs and the TrainConfig as JSON (or ``@file.json``)."""
-    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m corpus2vec.model.train", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--pairs", required=True, help="pairs stage dir (has _manifest.json)")
     parser.add_argument("--vocab", required=True, help="vocab stage dir (has vocab.parquet)")
     parser.add_argument("--out", required=True, help="training output dir")
@@ -291,9 +293,7 @@ class Trainer:
         self.counters = Counters()
         self.resumed_from: dict[str, Any] | None = None
         v, u = self._initial_tables()
-        self.model = SGNS(
-            v, u, kernel=self.kernel, threads=self.threads, row_step_limit=cfg.row_step_limit
-        )
+        self.model = SGNS(v, u, kernel=self.kernel, threads=self.threads, row_step_limit=cfg.row_step_limit)
         merge = cfg.sync_average if env.world > 1 else None
         self.lr_factor = env.world if merge == "scaled" else 1
         self.sync_every = sync_interval(cfg, env.world)

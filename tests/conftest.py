@@ -57,7 +57,7 @@ def store(tmp_path: Path) -> str:
 def spark():
     """One ``local[2]`` Spark session for the whole test run."""
     pytest.importorskip("pyspark")
-    from jobs.session import get_spark
+    from corpus2vec.jobs.session import get_spark
 
     session = get_spark("local[2]", app_name="corpus2vec-tests")
     yield session

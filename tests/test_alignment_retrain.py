@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.evaluate import unit_rows
+from corpus2vec.model.evaluate import unit_rows
 from tests.model.embedding_helpers import gensim_sample_table, publish_table
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,7 @@ def test_rotation_is_orthogonal_and_is_what_was_published(retrained: dict) -> No
 
 def test_published_files_show_the_aligned_cosine(retrained: dict) -> None:
     """A user comparing the two pulled versions word by word sees the drift report's aligned cosine."""
-    from model.pull import load
+    from corpus2vec.model.pull import load
 
     store, cache = retrained["store"], retrained["cache"]
     old = load(f"retrain@{retrained['first']['version']}", store, cache_dir=cache)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.config import PRESETS, PipelineConfig, load_config
+from corpus2vec.model.config import PRESETS, PipelineConfig, load_config
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

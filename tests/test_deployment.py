@@ -20,7 +20,7 @@ from uuid import UUID
 
 import pytest
 
-from flows.reporting import KEYS, artifact_key
+from corpus2vec.flows.reporting import KEYS, artifact_key
 from tests.conftest import ROOT
 from tests.ui.prefect_server import PREFECT, prefect_server, stop_group
 
@@ -99,7 +99,7 @@ def test_deployed_pretrain_runs_on_a_process_worker(
     store = tmp_path / "store"
     # fmt: off
     out = run([
-        sys.executable, "-m", "flows.cli", "deploy", "--pool", "c2v-test", "--cron", "0 3 * * 0",
+        sys.executable, "-m", "corpus2vec.flows.cli", "deploy", "--pool", "c2v-test", "--cron", "0 3 * * 0",
         "--corpus", str(paths), "--store", str(store), "--name", "dep", "--preset", "tiny",
         *[a for o in TINY for a in ("--set", o)], "--json",
     ], server)
@@ -153,7 +153,7 @@ def test_deployed_pretrain_runs_on_a_process_worker(
 
 def test_prefect_yaml_declares_the_same_deployment(server: dict[str, str]) -> None:
     """infra/prefect.yaml goes through `prefect deploy` and its parameters are valid flow settings."""
-    from model.config import load_config
+    from corpus2vec.model.config import load_config
 
     run([*PREFECT, "work-pool", "create", "corpus2vec", "--type", "process"], server)
     run([*PREFECT, "--no-prompt", "deploy", "--prefect-file", "infra/prefect.yaml", "--all"], server)
@@ -176,7 +176,7 @@ def test_a_failed_stage_says_which_input_and_what_to_do(server: dict[str, str], 
     from prefect.client.schemas.filters import LogFilter
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.pretrain import pretrain
+    from corpus2vec.flows.pretrain import pretrain
 
     missing = tmp_path / "no-such-crawl.jsonl.gz"
     with temporary_settings(updates={PREFECT_API_URL: server["PREFECT_API_URL"]}):

@@ -1,7 +1,7 @@
 """The downstream example (docs/examples/downstream_classifier.py) runs against a published version.
 
 Vectors are trained with gensim on the shipped sample corpus and published
-through ``model.registry.publish`` (seconds, instead of a full pipeline run);
+through ``corpus2vec.model.registry.publish`` (seconds, instead of a full pipeline run);
 the example then pulls them like a downstream team would.
 """
 
@@ -92,7 +92,7 @@ def test_fine_tuning_keeps_the_padding_row_zero(
     example: ModuleType, published: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Sparse fine-tuning moves the rows it saw and never the padding row."""
-    from model.pull import load
+    from corpus2vec.model.pull import load
 
     monkeypatch.setenv("C2V_CACHE", published["cache"])
     articles = list(example.read_articles(SAMPLE_CORPUS))

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def cli(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run ``corpus2vec ARGS`` the way a user's shell would, failing loudly with its output."""
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "corpus2vec.flows.cli", *args],
         env=env,
         capture_output=True,
         text=True,

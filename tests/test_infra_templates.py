@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from model.config import load_config
+from corpus2vec.model.config import load_config
 from tests.conftest import ROOT
 
 SUBMIT = ROOT / "infra" / "spark" / "submit.sh"
@@ -104,6 +104,32 @@ def test_spark_submit_runs_a_job_for_real(tmp_path: Path, small_corpus: Path) ->
     assert "documents=" in proc.stdout
 
 
+def test_executor_zip_holds_the_jobs_and_runs_them_without_the_installed_package(tmp_path: Path) -> None:
+    """The --py-files zip alone imports every job (no trainer inside, torch never imported)."""
+    zip_path = tmp_path / "pyfiles.zip"
+    built = subprocess.run([sys.executable, str(ROOT / "infra" / "spark" / "pyfiles.py"), str(zip_path)],
+                           capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    entries = built.stdout.split()
+    assert "corpus2vec/jobs/pairs.py" in entries and "corpus2vec/model/storage.py" in entries
+    assert not {"corpus2vec/model/train.py", "corpus2vec/model/sgns.py", "corpus2vec/flows/cli.py"} & set(
+        entries
+    )
+    # a Python that cannot see the installed corpus2vec (editable finders dropped), only the zip
+    probe = f"""
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path[:] = [p for p in sys.path if "__editable__" not in p]
+sys.path.insert(0, {str(zip_path)!r})
+import corpus2vec.jobs.tokenize, corpus2vec.jobs.count, corpus2vec.jobs.pairs, corpus2vec
+assert corpus2vec.__file__.startswith({str(zip_path)!r}), corpus2vec.__file__
+assert "torch" not in sys.modules and "corpus2vec.model.train" not in sys.modules
+print("ok")
+"""
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
 # ---------------------------------------------------------------- torchrun
 
 
@@ -123,7 +149,7 @@ def test_multinode_dry_run_builds_the_torchrun_command() -> None:
     for flag in ("--nnodes=4", "--node-rank=3", "--nproc-per-node=8", "--master-addr=10.0.0.5",
                  "--master-port=29400"):  # fmt: skip
         assert flag in argv
-    assert argv[argv.index("-m", 3) + 1] == "model.train"
+    assert argv[argv.index("-m", 3) + 1] == "corpus2vec.model.train"
     config = json.loads(argv[argv.index("--config") + 1])
     assert config == dataclasses.asdict(load_config("web", ["epochs=2"]).train)
 
@@ -162,7 +188,7 @@ def test_multinode_trains_for_real_on_one_node(tmp_path: Path) -> None:
 
 def test_prefect_yaml_matches_the_flow() -> None:
     """Every deployment points at the flow, uses its parameter names and valid settings, no secrets."""
-    from flows.pretrain import pretrain
+    from corpus2vec.flows.pretrain import pretrain
 
     text = (ROOT / "infra" / "prefect.yaml").read_text()
     spec = yaml.safe_load(text)
@@ -187,7 +213,7 @@ def test_prefect_yaml_matches_the_flow() -> None:
 
 def _grep_store(store: str, secret: str) -> list[str]:
     """Every object under ``store`` whose bytes contain ``secret``."""
-    from model import storage
+    from corpus2vec.model import storage
 
     fs, root = storage.get_fs(store)
     fs.invalidate_cache()
@@ -203,8 +229,8 @@ from uuid import UUID
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter
-from flows.pretrain import pretrain
-from model import registry
+from corpus2vec.flows.pretrain import pretrain
+from corpus2vec.model import registry
 
 args = json.loads(sys.argv[1])
 Secret(value={"aws_access_key_id": args["key_id"], "aws_secret_access_key": args["secret"]}).save("c2v-s3-test")
@@ -235,7 +261,7 @@ def test_s3_credentials_from_a_secret_block_never_leak(
     parameters, and everything the run printed."""
     import s3fs
 
-    from flows import stages
+    from corpus2vec.flows import stages
 
     key_id, secret = f"C2VKEY{uuid.uuid4().hex[:12].upper()}", f"c2v-secret-{uuid.uuid4().hex}"
     overrides = ["min_count=2", "vector_size=16", "epochs=1", "num_shards=1", "nproc=1"]

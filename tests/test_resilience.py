@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from flows import pretrain
-from flows.pretrain import StageFailed, is_transient, stage_errors
+from corpus2vec.flows import pretrain
+from corpus2vec.flows.pretrain import StageFailed, is_transient, stage_errors
 from tests.conftest import ROOT
 
 # Same settings in both scenarios, so both map to the same run fingerprint. Checkpoints at
@@ -134,7 +134,16 @@ def kill_machine(proc: subprocess.Popen[str]) -> None:
 
 
 def start_run(corpus: Path, store: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    args = [sys.executable, "-m", "flows.cli", "run", "--corpus", str(corpus), "--store", str(store)]
+    args = [
+        sys.executable,
+        "-m",
+        "corpus2vec.flows.cli",
+        "run",
+        "--corpus",
+        str(corpus),
+        "--store",
+        str(store),
+    ]
     args += ["--name", "resume", "--json", *[a for s in SETTINGS for a in ("--set", s)]]
     return subprocess.Popen(
         args,

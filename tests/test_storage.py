@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model import storage
+from corpus2vec.model import storage
 
 
 def test_manifest_is_written_last_and_lists_checksums(store: str) -> None:

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from model import storage
-from model.schemas import VOCAB_SCHEMA
+from corpus2vec.flows.cli import app
+from corpus2vec.model import storage
+from corpus2vec.model.schemas import VOCAB_SCHEMA
 from tests.model.embedding_helpers import publish_table, random_table
 
 runner = CliRunner()
@@ -163,9 +163,9 @@ def test_lineage_and_stage_manifests_hold_no_credentials(spark, http_corpus: str
     """A corpus read over a URL with credentials: the run's lineage, the tokens manifest and the
     document ids in the tokens files are recorded without them (the read itself still uses them)."""
     pytest.importorskip("aiohttp")
-    from flows import stages
-    from jobs.tokenize import run_tokenize
-    from model.config import CorpusConfig, load_config
+    from corpus2vec.flows import stages
+    from corpus2vec.jobs.tokenize import run_tokenize
+    from corpus2vec.model.config import CorpusConfig, load_config
 
     inputs = stages.fingerprint_inputs([http_corpus], load_config("tiny", []))
     assert inputs["files"][0]["url"] == http_corpus.replace("bob:hunter2@", "")
@@ -186,7 +186,7 @@ def test_deploy_refuses_corpus_urls_with_credentials() -> None:
 
 
 def test_stage_errors_shown_and_logged_hold_no_credentials() -> None:
-    from flows.pretrain import StageFailed
+    from corpus2vec.flows.pretrain import StageFailed
 
     url = "https://bob:hunter2@data.example/x.gz?X-Amz-Signature=s3cr3t"
     error = StageFailed("tokenize", f"corpus {url}", FileNotFoundError(f"{url} not found"), "check the path")

@@ -59,8 +59,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from jobs.tokenize import tokenize
-from model.pull import load
+from corpus2vec.jobs.tokenize import tokenize
+from corpus2vec.model.pull import load
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_CORPUS = ROOT / "flows" / "data" / "enwiki-2014-sample.jsonl.gz"

@@ -2,7 +2,7 @@
 
 spark-submit runs a Python *file*, not ``python -m``; this file imports
 ``jobs.JOB`` (shipped in the zip that infra/spark/submit.sh passes with
-``--py-files``) and calls its ``main(argv)``, exactly what ``python -m jobs.JOB``
+``--py-files``) and calls its ``main(argv)``, exactly what ``python -m corpus2vec.jobs.JOB``
 does, so a job behaves the same on a laptop and on a cluster.
 """
 
@@ -19,7 +19,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in JOBS:
         print(f"usage: run_job.py {{{','.join(JOBS)}}} [job arguments]", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"jobs.{argv[0]}")
+    module = importlib.import_module(f"corpus2vec.jobs.{argv[0]}")
     return int(module.main(argv[1:]) or 0)
 
 

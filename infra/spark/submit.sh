@@ -3,7 +3,7 @@
 #
 #   infra/spark/submit.sh [options] JOB [JOB ARGS...]
 #
-#   JOB          tokenize | count | pairs  (the flags of `python -m jobs.JOB --help`)
+#   JOB          tokenize | count | pairs  (the flags of `python -m corpus2vec.jobs.JOB --help`)
 #   --master M   spark://host:7077 (standalone), yarn, k8s://https://host:6443, local[N]
 #                (default: $C2V_SPARK_MASTER, else local[*])
 #   --deploy-mode client|cluster   (default client: the driver runs here and reads the store)
@@ -16,7 +16,8 @@
 #   infra/spark/submit.sh --master spark://spark-master:7077 tokenize \
 #       s3://crawl/CC-MAIN-2024-51/wet.paths.gz --out s3://c2v/store/runs/manual/tokens --preset web
 #
-# Ships jobs/ and model/ (config, schemas, storage the jobs import) as one zip via --py-files
+# Ships corpus2vec.jobs and the corpus2vec.model modules they import (config, schemas,
+# storage; never the trainer) as one zip via --py-files (infra/spark/pyfiles.py)
 # and uses infra/spark/spark-defaults.conf. The master is passed to the job too (--master),
 # because jobs/session.py sets it on the SparkSession builder.
 set -euo pipefail
@@ -80,14 +81,7 @@ if [ "$DRY_RUN" = 1 ]; then
   exit 0
 fi
 
-# jobs/ and model/ as importable packages for the driver (cluster mode) and the executors
-(cd "$ROOT" && python - "$ZIP" <<'PY'
-import sys, zipfile, pathlib
-with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as zf:
-    for package in ("jobs", "model"):
-        for path in sorted(pathlib.Path(package).rglob("*.py")):
-            zf.write(path)
-PY
-)
+# the jobs and the modules they import (not the trainer) for the driver and the executors
+python "$HERE/pyfiles.py" "$ZIP" >/dev/null
 trap 'rm -f "$ZIP"' EXIT
 "${CMD[@]}"

@@ -61,7 +61,7 @@ fi
 # TrainConfig as JSON from the preset and overrides (validated; a bad --set fails here, on every node)
 CONFIG=$(cd "$ROOT" && "$PYTHON" -c '
 import dataclasses, json, sys
-from model.config import load_config
+from corpus2vec.model.config import load_config
 print(json.dumps(dataclasses.asdict(load_config(sys.argv[1], sys.argv[2:]).train)))
 ' "$PRESET" ${SETS[@]+"${SETS[@]}"})
 NPROC_PER_NODE=${NPROC_PER_NODE:-$("$PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1])["nproc"])' "$CONFIG")}
@@ -74,7 +74,7 @@ CMD=(
   --master-addr="$MASTER_ADDR"
   --master-port="$MASTER_PORT"
   --max-restarts="$MAX_RESTARTS"
-  -m model.train
+  -m corpus2vec.model.train
   --pairs "$PAIRS" --vocab "$VOCAB" --out "$OUT"
   --config "$CONFIG"
 )
@@ -84,7 +84,7 @@ if [ "$DRY_RUN" = 1 ]; then
   exit 0
 fi
 cd "$ROOT"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1  # corpus2vec must be installed on every node (README: Set up)
 # one core share per local rank for OpenMP/MKL/numba, as model/launch.py does on one node
 CORES=$(nproc)
 SHARE=$(( CORES / NPROC_PER_NODE > 0 ? CORES / NPROC_PER_NODE : 1 ))

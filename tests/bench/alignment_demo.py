@@ -84,7 +84,11 @@ def run_pipeline(
         args += ["--set", item]
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "corpus2vec.flows.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"corpus2vec {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")

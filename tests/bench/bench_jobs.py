@@ -142,11 +142,11 @@ def mib(n: int) -> str:
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Run the three stages on fresh output folders; one result row per stage."""
-    from jobs.count import run_count
-    from jobs.pairs import run_pairs
-    from jobs.session import get_spark
-    from jobs.tokenize import run_tokenize
-    from model.config import load_config
+    from corpus2vec.jobs.count import run_count
+    from corpus2vec.jobs.pairs import run_pairs
+    from corpus2vec.jobs.session import get_spark
+    from corpus2vec.jobs.tokenize import run_tokenize
+    from corpus2vec.model.config import load_config
 
     cfg = load_config(args.preset, args.overrides)
     out = Path(args.out).resolve()
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args)
     gensim = None
     if not args.no_gensim:
-        from model.config import load_config
+        from corpus2vec.model.config import load_config
 
         min_count = load_config(args.preset, args.overrides).vocab.min_count
         gensim = gensim_build_vocab(Path(args.corpus), Path(args.out).resolve(), min_count, rows[0]["cores"])

@@ -2,7 +2,7 @@
 
     python tests/bench/bench_reader.py --pairs RUN/pairs --vocab RUN/vocab [--batch-size 262144] [--epochs 1]
 
-A GPU kernel cannot train faster than :class:`model.reader.PairReader` hands it
+A GPU kernel cannot train faster than :class:`corpus2vec.model.reader.PairReader` hands it
 pairs, and the reader runs on the host's CPU. This reads every pair of the
 given epochs exactly as one training rank does (sha256 check of each shard, Parquet
 decode, the block-interleaved buffer shuffle, id checks, batching, the prefetch
@@ -20,11 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from model.reader import PairReader, check_inputs
+from corpus2vec.model.reader import PairReader, check_inputs
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pairs", required=True)
     parser.add_argument("--vocab", required=True)
     parser.add_argument("--batch-size", type=int, default=262_144)

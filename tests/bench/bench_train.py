@@ -29,9 +29,9 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from model import storage
-from model.config import load_config
-from model.launch import launch_training
+from corpus2vec.model import storage
+from corpus2vec.model.config import load_config
+from corpus2vec.model.launch import launch_training
 
 
 def score(words: list[str], vectors: np.ndarray) -> dict[str, float]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from fastwarc.warc import ArchiveIterator as FastIter
 from warcio.archiveiterator import ArchiveIterator as WarcioIter
 
-from jobs.ingest import iter_warc_records
+from corpus2vec.jobs.ingest import iter_warc_records
 
 SAMPLE = (
     Path(__file__).resolve().parents[3] / "shared" / "data" / "webcrawl" / "whirlwind_whirlwind.warc.wet.gz"

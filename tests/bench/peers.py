@@ -7,7 +7,7 @@ Peers: gensim 4.4 ``Word2Vec`` (skip-gram, negative sampling) and Spark MLlib
 ``Word2Vec`` (the Spark-native choice: skip-gram with hierarchical softmax).
 Each system runs in its own process (so peak memory is its own), writes its
 vectors in word2vec binary format under ``--out`` (anyone can re-evaluate them),
-and all of them are evaluated by the same code (:func:`model.evaluate.evaluate_vectors`,
+and all of them are evaluated by the same code (:func:`corpus2vec.model.evaluate.evaluate_vectors`,
 rows ordered by corpus frequency). Writes ``peers.json`` and ``peers.md``.
 
 ``--scaling`` adds corpus2vec with 1 and 2 training processes, the Spark stages
@@ -138,8 +138,8 @@ def run_spark_mllib(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int
     from pyspark.ml.feature import Word2Vec
     from pyspark.sql import functions as F
 
-    from jobs.session import get_spark
-    from model.word2vec_format import write_word2vec_binary
+    from corpus2vec.jobs.session import get_spark
+    from corpus2vec.model.word2vec_format import write_word2vec_binary
 
     started = time.monotonic()
     spark = get_spark(f"local[{workers}]", app_name="bench-mllib")
@@ -177,10 +177,10 @@ def run_corpus2vec(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int)
     import numpy as np
     import pyarrow.parquet as pq
 
-    from flows import stages
-    from jobs.session import get_spark
-    from model import storage
-    from model.word2vec_format import write_word2vec_binary
+    from corpus2vec.flows import stages
+    from corpus2vec.jobs.session import get_spark
+    from corpus2vec.model import storage
+    from corpus2vec.model.word2vec_format import write_word2vec_binary
 
     store = str(out.parent / f"store-{out.stem}")
     inputs = stages.fingerprint_inputs([str(corpus)], cfg)
@@ -216,7 +216,7 @@ def run_corpus2vec(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int)
 
 def run_spark_stages(spark: Any, corpus: Path, layout: Any, cfg: Any) -> dict[str, float]:
     """tokenize, count and pairs into ``layout`` (each skipped when finished); seconds per stage."""
-    from flows import stages
+    from corpus2vec.flows import stages
 
     timings: dict[str, float] = {}
     for name, step in (
@@ -235,7 +235,7 @@ PEERS = {"corpus2vec": run_corpus2vec, "gensim": run_gensim, "spark-mllib": run_
 
 def child_main(args: argparse.Namespace) -> None:
     """Run one peer in this (fresh) process and print its result as the last stdout line."""
-    from model.config import load_config
+    from corpus2vec.model.config import load_config
 
     cfg = load_config(args.preset, args.set)
     result = PEERS[args.child](Path(args.corpus), cfg, Path(args.vectors), args.workers, args.tokens)
@@ -273,9 +273,9 @@ def evaluate_row(row: dict[str, Any], counts: Counter[str], preset: str) -> None
     """Evaluate a peer's vectors with corpus2vec's evaluation, rows in corpus frequency order."""
     if "skipped" in row:
         return
-    from model.config import load_config
-    from model.evaluate import evaluate_vectors
-    from model.word2vec_format import read_word2vec_binary
+    from corpus2vec.model.config import load_config
+    from corpus2vec.model.evaluate import evaluate_vectors
+    from corpus2vec.model.word2vec_format import read_word2vec_binary
 
     with open(row["vectors"], "rb") as handle:
         words, vectors = read_word2vec_binary(handle)

@@ -20,7 +20,7 @@ trains on the *same* pair shards, so the rows compare quality at equal pairs:
   :func:`gensim_row`, so the two differ in schedule, not only in speed); its speed
   is converted to pairs/s with the pairs-per-word ratio of our shards.
 
-Every row is scored by the same code (:func:`model.evaluate.evaluate_vectors`:
+Every row is scored by the same code (:func:`corpus2vec.model.evaluate.evaluate_vectors`:
 analogy with restrict_vocab 30000, WordSim353, SimLex-999, OOV rates). Writes
 ``scale_quality.json`` and ``scale_quality.md`` under ``--out``; prints the table.
 This is a benchmark, not a test: nothing asserts, it measures.
@@ -63,9 +63,9 @@ def prepare_prefix(src: Path, size: str, work: Path) -> tuple[Path, int]:
 
 def prepare_pairs(corpus: Path, cfg: Any, store: Path) -> tuple[Any, dict[str, Any]]:
     """Run (or reuse) tokenize, count and pairs on ``corpus``; returns the layout and timings."""
-    from flows import stages
-    from jobs.session import get_spark
-    from model import storage
+    from corpus2vec.flows import stages
+    from corpus2vec.jobs.session import get_spark
+    from corpus2vec.model import storage
 
     inputs = stages.fingerprint_inputs([str(corpus)], cfg)
     # keyed by what shapes the shards only, so a training or evaluation change reuses them
@@ -83,7 +83,7 @@ def prepare_pairs(corpus: Path, cfg: Any, store: Path) -> tuple[Any, dict[str, A
 
 def load_bench(sets: tuple[str, ...] = ()) -> Any:
     """The bench preset with ``--set`` overrides (shared by every row)."""
-    from model.config import load_config
+    from corpus2vec.model.config import load_config
 
     return load_config("bench", list(sets))
 
@@ -104,9 +104,9 @@ def train_row(layout: Any, cfg: Any, spec: str, size: str, out: Path) -> dict[st
     """Train one row on the prepared shards, evaluate it, and return the row."""
     import numpy as np
 
-    from model import storage
-    from model.evaluate import evaluate_vectors, read_vocab
-    from model.launch import launch_training
+    from corpus2vec.model import storage
+    from corpus2vec.model.evaluate import evaluate_vectors, read_vocab
+    from corpus2vec.model.launch import launch_training
 
     train_cfg = replace(cfg.train, checkpoint_every_s=1e9, **parse_run(spec))
     target = out / "runs" / size / (spec.replace(",", "_").replace("=", "-") or "default")
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     for size in args.sizes.split(","):
         corpus, tokens = prepare_prefix(Path(args.corpus), size, out / "stores")
         layout, timings = prepare_pairs(corpus, cfg, out / "stores" / size)
-        from model import storage
+        from corpus2vec.model import storage
 
         pairs = storage.require_manifest(layout.stage("pairs"), "pairs")
         ratio = pairs["total_pairs"] / pairs.get("draws", 1) / tokens

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from model.config import CorpusConfig, PairsConfig, VocabConfig
+from corpus2vec.model.config import CorpusConfig, PairsConfig, VocabConfig
 
 TINY_CORPUS = CorpusConfig(num_parts=3)
 TINY_VOCAB = VocabConfig(min_count=3)
@@ -29,9 +29,9 @@ class Pipeline:
 @pytest.fixture(scope="session")
 def pipeline(spark, small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     """tokenize -> count -> pairs on the 300-article corpus, once per session."""
-    from jobs.count import run_count
-    from jobs.pairs import run_pairs
-    from jobs.tokenize import run_tokenize
+    from corpus2vec.jobs.count import run_count
+    from corpus2vec.jobs.pairs import run_pairs
+    from corpus2vec.jobs.tokenize import run_tokenize
 
     root = tmp_path_factory.mktemp("pipeline")
     tokens, vocab, pairs = (str(root / name) for name in ("tokens", "vocab", "pairs"))

@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.count import order_vocab, read_vocab, run_count
-from jobs.tokenize import run_tokenize, tokenize
-from model import storage
-from model.config import CorpusConfig, VocabConfig
-from model.schemas import VOCAB_SCHEMA, check_schema
+from corpus2vec.jobs.count import order_vocab, read_vocab, run_count
+from corpus2vec.jobs.tokenize import run_tokenize, tokenize
+from corpus2vec.model import storage
+from corpus2vec.model.config import CorpusConfig, VocabConfig
+from corpus2vec.model.schemas import VOCAB_SCHEMA, check_schema
 
 pytestmark = pytest.mark.spark
 

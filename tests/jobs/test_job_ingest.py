@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.ingest import (
+from corpus2vec.jobs.ingest import (
     FileReport,
     detect_format,
     expand_corpus,
@@ -21,7 +21,7 @@ from jobs.ingest import (
     read_documents,
     sample_files,
 )
-from model.config import CorpusConfig
+from corpus2vec.model.config import CorpusConfig
 from tests.conftest import SHARED_DATA
 
 WET_SAMPLE = SHARED_DATA / "webcrawl" / "whirlwind_whirlwind.warc.wet.gz"

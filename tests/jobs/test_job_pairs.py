@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.pairs import run_pairs
-from model import storage
-from model.schemas import check_schema, pairs_schema
+from corpus2vec.jobs.pairs import run_pairs
+from corpus2vec.model import storage
+from corpus2vec.model.schemas import check_schema, pairs_schema
 from tests.jobs.conftest import TINY_PAIRS
 
 pytestmark = pytest.mark.spark
@@ -94,7 +94,7 @@ def test_sample_zero_keeps_every_token(spark, pipeline, tmp_path) -> None:
 def test_each_draw_is_an_independent_sample_and_epochs_cycle_through_them(spark, pipeline, tmp_path) -> None:
     """draws=3: draw 0 is the single-draw output byte for byte; draws 1 and 2 are fresh samples of
     the same process (similar size, different rows); epoch e reads exactly draw e % 3."""
-    from model.reader import PairReader, epoch_pairs
+    from corpus2vec.model.reader import PairReader, epoch_pairs
 
     out = str(tmp_path / "pairs")
     manifest = run_pairs(spark, pipeline.tokens, pipeline.vocab, out, replace(TINY_PAIRS, draws=3))

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from jobs.pairs import (
+from corpus2vec.jobs.pairs import (
     NegativeSampler,
     SamplingTables,
     alias_table,
@@ -26,8 +26,8 @@ from jobs.pairs import (
     unpack_rows,
     window_pairs,
 )
-from model.config import PairsConfig
-from model.schemas import TOKENS_SCHEMA
+from corpus2vec.model.config import PairsConfig
+from corpus2vec.model.schemas import TOKENS_SCHEMA
 from tests.jobs.numpy_reference import random_u64, subsample_mask, uniform01
 
 

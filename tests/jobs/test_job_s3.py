@@ -5,11 +5,11 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.count import run_count
-from jobs.pairs import run_pairs
-from jobs.tokenize import run_tokenize
-from model import storage
-from model.schemas import check_schema, pairs_schema
+from corpus2vec.jobs.count import run_count
+from corpus2vec.jobs.pairs import run_pairs
+from corpus2vec.jobs.tokenize import run_tokenize
+from corpus2vec.model import storage
+from corpus2vec.model.schemas import check_schema, pairs_schema
 from tests.jobs.conftest import TINY_CORPUS, TINY_PAIRS, TINY_VOCAB
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

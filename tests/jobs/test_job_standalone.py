@@ -1,4 +1,4 @@
-"""A Spark standalone master + worker on 127.0.0.1 runs ``python -m jobs.tokenize`` unchanged.
+"""A Spark standalone master + worker on 127.0.0.1 runs ``python -m corpus2vec.jobs.tokenize`` unchanged.
 
 Spark allows one SparkContext per process and the session fixture already holds one,
 so the job runs in a subprocess with ``--master spark://...``.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from model import storage
+from corpus2vec.model import storage
 from tests.conftest import ROOT, free_port
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -83,7 +83,7 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_tokenize_on_a_standalone_cluster_matches_local(standalone, pipeline, small_corpus, tmp_path) -> None:
     out = tmp_path / "tokens"
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
-    command = [sys.executable, "-m", "jobs.tokenize", str(small_corpus), "--out", str(out)]
+    command = [sys.executable, "-m", "corpus2vec.jobs.tokenize", str(small_corpus), "--out", str(out)]
     command += ["--master", standalone, "--set", "corpus.num_parts=3"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -100,7 +100,7 @@ def test_cli_reports_bad_input_with_exit_code_2(tmp_path) -> None:
     command = [
         sys.executable,
         "-m",
-        "jobs.tokenize",
+        "corpus2vec.jobs.tokenize",
         str(tmp_path / "junk.txt"),
         "--out",
         str(tmp_path / "t"),

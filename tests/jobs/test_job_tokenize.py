@@ -9,10 +9,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.tokenize import run_tokenize
-from model import storage
-from model.config import CorpusConfig
-from model.schemas import TOKENS_SCHEMA, check_schema
+from corpus2vec.jobs.tokenize import run_tokenize
+from corpus2vec.model import storage
+from corpus2vec.model.config import CorpusConfig
+from corpus2vec.model.schemas import TOKENS_SCHEMA, check_schema
 
 pytestmark = pytest.mark.spark
 

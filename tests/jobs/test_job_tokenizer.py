@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.tokenize import dedup_sorted, document_rows, iter_sentences, part_of, tokenize
+from corpus2vec.jobs.tokenize import dedup_sorted, document_rows, iter_sentences, part_of, tokenize
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def test_tokenize(text: str, expected: list[str]) -> None:
 def test_ascii_fast_path_matches_the_full_pattern() -> None:
     import random
 
-    from jobs.tokenize import TOKEN_RE
+    from corpus2vec.jobs.tokenize import TOKEN_RE
 
     rng = random.Random(0)
     alphabet = "abcXYZ019 .,'\n\t-_!"

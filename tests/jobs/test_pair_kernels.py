@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs import pair_kernels
-from jobs.pairs import NegativeSampler, SamplingTables, alias_table, sentence_key, shuffle_rows, window_pairs
+from corpus2vec.jobs import pair_kernels
+from corpus2vec.jobs.pairs import (
+    NegativeSampler,
+    SamplingTables,
+    alias_table,
+    sentence_key,
+    shuffle_rows,
+    window_pairs,
+)
 from tests.jobs import numpy_reference as ref
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs.ingest import FileReport, expand_corpus, read_documents
-from model.artifact import ArtifactError, load_vectors, parse_vocab_tsv
-from model.config import CorpusConfig, load_config
-from model.word2vec_format import read_word2vec_binary, write_word2vec_binary
+from corpus2vec.jobs.ingest import FileReport, expand_corpus, read_documents
+from corpus2vec.model.artifact import ArtifactError, load_vectors, parse_vocab_tsv
+from corpus2vec.model.config import CorpusConfig, load_config
+from corpus2vec.model.word2vec_format import read_word2vec_binary, write_word2vec_binary
 from tests.conftest import SHARED_DATA
 
 WET_SAMPLE = SHARED_DATA / "webcrawl" / "whirlwind_whirlwind.warc.wet.gz"
@@ -151,7 +151,7 @@ def test_paths_list_entries_stay_under_the_configured_prefix(tmp_path: Path) -> 
 
 
 def test_an_object_store_paths_list_cannot_name_local_files(s3_bucket: str) -> None:
-    from model import storage
+    from corpus2vec.model import storage
 
     for bad in (b"/etc/passwd", b"file:///etc/passwd", b"http://169.254.169.254/latest"):
         url = f"{s3_bucket}/lists/wet.paths"

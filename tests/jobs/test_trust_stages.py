@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from model import storage
-from model.config import CorpusConfig, VocabConfig
+from corpus2vec.model import storage
+from corpus2vec.model.config import CorpusConfig, VocabConfig
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -30,7 +30,7 @@ def _someones_folder(tmp_path: Path) -> Path:
 
 
 def test_a_mistyped_corpus_path_deletes_nothing(spark, tmp_path: Path) -> None:
-    from jobs.tokenize import run_tokenize
+    from corpus2vec.jobs.tokenize import run_tokenize
 
     out = _someones_folder(tmp_path)
     before = _snapshot(out)
@@ -42,7 +42,7 @@ def test_a_mistyped_corpus_path_deletes_nothing(spark, tmp_path: Path) -> None:
 def test_tokenize_refuses_an_output_folder_it_did_not_write(
     spark, small_corpus: Path, tmp_path: Path
 ) -> None:
-    from jobs.tokenize import run_tokenize
+    from corpus2vec.jobs.tokenize import run_tokenize
 
     out = _someones_folder(tmp_path)
     before = _snapshot(out)
@@ -52,7 +52,7 @@ def test_tokenize_refuses_an_output_folder_it_did_not_write(
 
 
 def test_count_refuses_an_output_folder_it_did_not_write(spark, tmp_path: Path) -> None:
-    from jobs.count import run_count
+    from corpus2vec.jobs.count import run_count
 
     tokens = tmp_path / "tokens"
     tokens.mkdir()
@@ -97,7 +97,7 @@ def test_a_bad_set_on_a_job_cli_is_one_line_and_exit_2(
 ) -> None:
     import importlib
 
-    module = importlib.import_module(f"jobs.{job}")
+    module = importlib.import_module(f"corpus2vec.jobs.{job}")
     inputs = {
         "tokenize": ["corpus.txt"],
         "count": ["--tokens", "t"],

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from model import registry
-from model.config import EvalConfig, PublishConfig
+from corpus2vec.model import registry
+from corpus2vec.model.config import EvalConfig, PublishConfig
 
 
 def random_table(n_words: int = 300, dim: int = 16, seed: int = 0) -> tuple[list[str], list[int], np.ndarray]:
@@ -66,8 +66,8 @@ def gensim_sample_table(seed: int, min_count: int) -> tuple[list[str], list[int]
 
     from gensim.models import Word2Vec
 
-    from flows.defaults import SAMPLE_CORPUS
-    from jobs.tokenize import tokenize
+    from corpus2vec.flows.defaults import SAMPLE_CORPUS
+    from corpus2vec.jobs.tokenize import tokenize
 
     with gzip.open(SAMPLE_CORPUS, "rt", encoding="utf-8") as lines:
         docs = [tokens for line in lines if (tokens := tokenize(json.loads(line)["text"]))]

@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model import storage
-from model.schemas import VOCAB_SCHEMA, pairs_schema
+from corpus2vec.model import storage
+from corpus2vec.model.schemas import VOCAB_SCHEMA, pairs_schema
 
 
 @pytest.fixture()
 def one_torch_thread():
-    """What ``python -m model.train`` sets; OpenMP spinning is slow on a busy 2-core machine."""
+    """What ``python -m corpus2vec.model.train`` sets; OpenMP spinning is slow on a busy 2-core machine."""
     import torch
 
     saved = torch.get_num_threads()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.align import drift_report, fit_rotation, procrustes, shared_rows
-from model.evaluate import unit_rows
+from corpus2vec.model.align import drift_report, fit_rotation, procrustes, shared_rows
+from corpus2vec.model.evaluate import unit_rows
 from tests.model.embedding_helpers import random_rotation, random_table
 
 

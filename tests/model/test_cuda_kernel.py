@@ -21,8 +21,8 @@ SCRIPT = r"""
 import json, sys
 import numpy as np
 import torch
-from model.cuda_kernel import train_pairs
-from model.sgns import SGNS, _sgd_pairs
+from corpus2vec.model.cuda_kernel import train_pairs
+from corpus2vec.model.sgns import SGNS, _sgd_pairs
 
 rng = np.random.default_rng(0)
 V, d, K, n = 30, 40, 2, 12  # d > 32 threads: every thread owns two dims, some none
@@ -89,7 +89,7 @@ def test_the_sgns_object_drives_the_cuda_kernel(simulated: dict) -> None:
 def test_the_cuda_kernel_without_a_device_is_refused() -> None:
     import torch
 
-    from model.sgns import SGNS
+    from corpus2vec.model.sgns import SGNS
 
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or torch.cuda.is_available():
         pytest.skip("a device or the simulator is present")

@@ -10,10 +10,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model import storage
-from model.config import EvalConfig
-from model.evaluate import evaluate_run, evaluate_vectors, gensim_datapath, read_analogies, read_pairs
-from model.schemas import VOCAB_SCHEMA
+from corpus2vec.model import storage
+from corpus2vec.model.config import EvalConfig
+from corpus2vec.model.evaluate import (
+    evaluate_run,
+    evaluate_vectors,
+    gensim_datapath,
+    read_analogies,
+    read_pairs,
+)
+from corpus2vec.model.schemas import VOCAB_SCHEMA
 
 
 def _test_set_words() -> list[str]:

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import registry, storage
-from model.config import EvalConfig, PublishConfig, TrainConfig
-from model.evaluate import evaluate_run
-from model.health import CORPUS_FLOORS, health_checks
-from model.train import DistEnv, parse_args, train
+from corpus2vec.model import registry, storage
+from corpus2vec.model.config import EvalConfig, PublishConfig, TrainConfig
+from corpus2vec.model.evaluate import evaluate_run
+from corpus2vec.model.health import CORPUS_FLOORS, health_checks
+from corpus2vec.model.train import DistEnv, parse_args, train
 from tests.model.pairs_fixtures import Planted, planted_corpus
 
 GOOD_METRICS = {"epoch_loss": [2.7, 2.5, 2.4]}

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import registry, storage
-from model.config import EvalConfig
-from model.pull import load
-from model.registry import QualityGateFailed
+from corpus2vec.model import registry, storage
+from corpus2vec.model.config import EvalConfig
+from corpus2vec.model.pull import load
+from corpus2vec.model.registry import QualityGateFailed
 from tests.model.embedding_helpers import publish_table, random_rotation, random_table
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.word2vec_format import read_word2vec_binary, write_word2vec_binary
+from corpus2vec.model.word2vec_format import read_word2vec_binary, write_word2vec_binary
 
 
 def _table(rows: int = 1000, dim: int = 7) -> tuple[list[str], np.ndarray]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import pull as pull_module
-from model.embeddings import Embeddings
-from model.pull import load, pull
+from corpus2vec.model import pull as pull_module
+from corpus2vec.model.embeddings import Embeddings
+from corpus2vec.model.pull import load, pull
 from tests.model.embedding_helpers import publish_table, random_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,11 +177,19 @@ def test_pull_client_needs_no_torch_gensim_or_scipy(published: dict) -> None:
 import sys
 for blocked in ("torch", "gensim", "scipy", "pyspark", "prefect"):
     sys.modules[blocked] = None
-from model.pull import load
-emb = load("news", store={published["store"]!r}, cache_dir={published["cache"]!r})
+import corpus2vec
+emb = corpus2vec.load("news", store={published["store"]!r}, cache_dir={published["cache"]!r})
+assert isinstance(emb, corpus2vec.Embeddings) and corpus2vec.__version__
 assert emb.most_similar("w1", topn=2) and emb.analogy("w0", "w1", "w2")[0][0] == "w3"
-from model import registry
+from corpus2vec.model import registry
 assert registry.list_versions({published["store"]!r}, "news")
+for method, extra in (("to_torch", "torch"), ("to_gensim", "gensim")):
+    try:
+        getattr(emb, method)()
+    except ImportError as exc:
+        assert f"pip install 'corpus2vec[{{extra}}]'" in str(exc), exc
+    else:
+        raise AssertionError(method + " worked without its extra")
 print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

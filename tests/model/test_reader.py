@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model import storage
-from model.reader import PairReader, VocabMismatchError, buffer_order, check_inputs
+from corpus2vec.model import storage
+from corpus2vec.model.reader import PairReader, VocabMismatchError, buffer_order, check_inputs
 from tests.model.pairs_fixtures import Planted, planted_corpus, write_vocab
 
 

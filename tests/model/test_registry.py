@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import registry
-from model.config import EvalConfig
+from corpus2vec.model import registry
+from corpus2vec.model.config import EvalConfig
 from tests.model.embedding_helpers import publish_table, random_table
 
 BAD_NAMES = ["../x", "/abs", "a/b", "", ".hidden", "-dash", "x" * 65, "a b", "..", "name\n"]
@@ -182,7 +182,7 @@ def test_create_exclusive_on_local_and_s3(store: str, s3_bucket: str) -> None:
         url = f"{root}/claims/one"
         assert registry.create_exclusive(url, b"first")
         assert not registry.create_exclusive(url, b"second")
-        from model import storage
+        from corpus2vec.model import storage
 
         fs, path = storage.get_fs(url)
         assert fs.cat_file(path) == b"first"

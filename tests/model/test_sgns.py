@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.sgns import SGNS, init_tables, sgns_loss, torch_sgd_step
+from corpus2vec.model.sgns import SGNS, init_tables, sgns_loss, torch_sgd_step
 from tests.model.pairs_fixtures import group_separation, one_torch_thread  # noqa: F401 - fixture
 
 

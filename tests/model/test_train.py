@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import storage
-from model.config import TrainConfig
-from model.launch import launch_training
-from model.reader import VocabMismatchError
-from model.train import DistEnv, parse_args, train
+from corpus2vec.model import storage
+from corpus2vec.model.config import TrainConfig
+from corpus2vec.model.launch import launch_training
+from corpus2vec.model.reader import VocabMismatchError
+from corpus2vec.model.train import DistEnv, parse_args, train
 from tests.model.pairs_fixtures import (  # noqa: F401 - one_torch_thread is a fixture
     Planted,
     group_separation,
@@ -37,7 +37,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> Planted:
 
 
 def _train_here(planted: Planted, out: str, cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
-    """One in-process rank (world size 1), as ``python -m model.train`` runs it."""
+    """One in-process rank (world size 1), as ``python -m corpus2vec.model.train`` runs it."""
     argv = ["--pairs", planted.pairs_uri, "--vocab", planted.vocab_uri, "--out", out]
     argv += ["--config", json.dumps(asdict(cfg))]
     if stop_after is not None:
@@ -167,7 +167,7 @@ def _worker_pids(out: str) -> list[int]:
             cmd = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"model.train" in cmd and out.encode() in cmd and b"torch.distributed.run" not in cmd:
+        if b"corpus2vec.model.train" in cmd and out.encode() in cmd and b"torch.distributed.run" not in cmd:
             pids.append(int(entry))
     return sorted(pids)
 
@@ -288,7 +288,7 @@ def planted_large(tmp_path_factory: pytest.TempPathFactory) -> Planted:
 def test_the_batched_kernel_at_the_web_batch_size_keeps_numba_quality(
     planted_large: Planted, tmp_path: Path
 ) -> None:
-    from model.config import load_config
+    from corpus2vec.model.config import load_config
 
     batch = load_config("web").train.batch_size
     assert batch >= 65_536

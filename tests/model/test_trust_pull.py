@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import pull as pull_module
-from model import registry
-from model.pull import load, pull
+from corpus2vec.model import pull as pull_module
+from corpus2vec.model import registry
+from corpus2vec.model.pull import load, pull
 from tests.model.embedding_helpers import publish_table, random_table
 
 EVIL = "20300101T000000Z-deadbeef"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import registry
-from model.artifact import ArtifactError, load_vectors, parse_vocab_tsv
-from model.word2vec_format import read_word2vec_binary, write_word2vec_binary
+from corpus2vec.model import registry
+from corpus2vec.model.artifact import ArtifactError, load_vectors, parse_vocab_tsv
+from corpus2vec.model.word2vec_format import read_word2vec_binary, write_word2vec_binary
 from tests.model.embedding_helpers import publish_table, random_table
 
 
@@ -158,7 +158,7 @@ def _folder(tmp_path: Path, array: np.ndarray) -> Path:
     ],
 )
 def test_npy_parsing_checks_dtype_rank_and_shape(tmp_path: Path, array: np.ndarray, message: str) -> None:
-    from model.embeddings import Embeddings
+    from corpus2vec.model.embeddings import Embeddings
 
     with pytest.raises(ValueError, match=message):
         Embeddings(_folder(tmp_path, array))
