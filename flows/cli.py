@@ -121,6 +121,8 @@ def run(
         _print_json(summary)
         return
     err.print(f"[bold green]published[/] {summary['name']}@{summary['version']}")
+    if summary.get("reused"):
+        err.print(f"reused finished stages: {', '.join(summary['reused'])} (same inputs and settings)")
     if summary.get("digest"):
         err.print(f"content digest: {summary['name']}@{summary['digest']}", soft_wrap=True)
     typer.echo(f"{summary['name']}@{summary['version']}\t{summary['uri']}")
@@ -207,7 +209,7 @@ def prepare(
     corpus = corpus or [SAMPLE_CORPUS]
     try:
         inputs = stages.fingerprint_inputs(corpus, cfg)
-        layout = stages.RunLayout(_store(store), stages.run_id_for(inputs, cfg))
+        layout = stages.layout_for(_store(store), inputs, cfg)
         spark = get_spark()
         tokens = stages.tokenize(spark, corpus, layout, cfg)
         vocab = stages.count(spark, layout, cfg)
@@ -215,13 +217,12 @@ def prepare(
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     result = {
-        "run_id": layout.run_id,
         "tokens": layout.stage("tokens"),
         "vocab": layout.stage("vocab"),
         "pairs": layout.stage("pairs"),
-        "documents": tokens.get("documents"),
-        "vocab_size": vocab.get("vocab_size"),
-        "total_pairs": pairs.get("total_pairs"),
+        "documents": tokens.documents,
+        "vocab_size": vocab.vocab_size,
+        "total_pairs": pairs.total_pairs,
     }
     _print_result(result, as_json)
 
@@ -247,7 +248,7 @@ def train(
         except RuntimeError as exc:
             _fail(str(exc), code=1)
     keys = ("world_size", "pairs_trained", "pairs_per_s", "seconds", "final_loss")
-    _print_result({"train": out, **{k: manifest.get(k) for k in keys}}, as_json)
+    _print_result({"train": out, **{k: getattr(manifest, k) for k in keys}}, as_json)
 
 
 @app.command()
@@ -256,7 +257,8 @@ def evaluate(
     train_uri: Annotated[str, typer.Option("--train", help="Train stage URI (vectors.npy).")],
     vocab: Annotated[str, typer.Option("--vocab", help="Vocab stage URI.")],
     out: Annotated[
-        str | None, typer.Option("--out", help="Where report.json goes (default: beside --train).")
+        str | None,
+        typer.Option("--out", help="Where report.json goes (default: beside --train, TRAIN-eval)."),
     ] = None,
     preset: PresetOpt = "tiny",
     overrides: SetOpt = None,
@@ -267,7 +269,7 @@ def evaluate(
     from corpus2vec.model import storage
 
     cfg = load_config(preset, overrides or [])
-    out = out or storage.join(train_uri.rstrip("/").rsplit("/", 1)[0], "eval")
+    out = out or train_uri.rstrip("/") + "-eval"
     try:
         report = stages.evaluate(train_uri, vocab, out, cfg)
     except (ValueError, FileNotFoundError) as exc:

@@ -11,7 +11,7 @@ The code source is this checkout (``flow.from_source`` with a local directory,
 so the deployment's pull step is "cd into the project"); there is no image to
 build. ``infra/prefect.yaml`` declares the same deployment for ``prefect deploy``.
 Deployment config lives here and in the YAML, apart from the flow's logic
-(STYLE.md, PrefectHQ/examples).
+(as PrefectHQ/examples keep it).
 """
 
 from __future__ import annotations

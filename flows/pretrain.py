@@ -2,8 +2,10 @@
 
 Orchestration only: each task calls one function of :mod:`corpus2vec.flows.stages`, passes
 URIs on, and publishes what it counted as Prefect artifacts with stable keys
-``{name}-{what}`` (:data:`corpus2vec.flows.reporting.KEYS`). Stages are keyed by the run
-fingerprint, so a rerun after a crash resumes at the first unfinished stage.
+``{name}-{what}`` (:data:`corpus2vec.flows.reporting.KEYS`). Each stage is keyed by its
+own inputs (:func:`corpus2vec.flows.stages.stage_keys`), so a rerun after a crash resumes
+at the first unfinished stage, and a run that changes only training settings starts no
+Spark job: the flow logs ``tokenize reused: ...`` for each stage it found finished.
 
 What an operator sees:
 
@@ -27,7 +29,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
@@ -36,6 +38,9 @@ from corpus2vec.flows import events, reporting, stages
 from corpus2vec.flows.defaults import DEFAULT_NAME, SAMPLE_CORPUS, default_store
 from corpus2vec.model import storage
 from corpus2vec.model.config import PipelineConfig, load_config
+from corpus2vec.model.contracts import KINDS, Eval, Pairs, StageManifest, Tokens, Train, Vocab
+
+M = TypeVar("M", bound=StageManifest)
 
 # What to do when a stage fails; the message also names the stage and its input.
 HINTS: dict[str, str] = {
@@ -133,7 +138,7 @@ def only_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-# Stage outputs are keyed by the run fingerprint and skipped via manifests, so
+# Stage outputs are keyed by their inputs and skipped via manifests, so
 # Prefect's own result caching stays off. A retried stage redoes only unfinished work.
 RETRY_TRANSIENT: dict[str, Any] = {
     "retries": 2,
@@ -172,9 +177,12 @@ def _report(publish: Callable[..., Any], *args: Any) -> Any:
         return None
 
 
-def _finished(layout: stages.RunLayout, stage: str) -> dict[str, Any] | None:
-    """The manifest of a Spark stage a previous attempt finished, so a rerun does not start Spark."""
-    return storage.read_manifest(layout.stage(stage), stage)
+def _finished(layout: stages.RunLayout, contract: type[M]) -> M | None:
+    """The output of a stage an earlier run finished under this key, so a rerun does not start Spark."""
+    found = contract.finished(layout.stage(contract.KIND))
+    if found is not None:
+        get_run_logger().info("%s reused: %s (key %s)", contract.KIND, found.uri, found.key)
+    return found
 
 
 def _stage_done(stage: str, output: str, facts: dict[str, Any]) -> None:
@@ -197,14 +205,14 @@ def _describe(corpus: list[str]) -> str:
 
 
 @task(name="tokenize-corpus", task_run_name=_task_run_name("tokenize"), **RETRY_TRANSIENT)
-def tokenize_corpus(corpus: list[str], layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
+def tokenize_corpus(corpus: list[str], layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> Tokens:
     """Spark: ingest and tokenize; publishes corpus stats and the rejected files."""
     from corpus2vec.jobs.session import get_spark
 
     events.emit("start", "tokenize")
     with stage_errors("tokenize", _describe(corpus)):
-        manifest = _finished(layout, "tokens") or stages.tokenize(get_spark(), corpus, layout, cfg)
-    rejected = len(manifest.get("rejects") or [])
+        manifest = _finished(layout, Tokens) or stages.tokenize(get_spark(), corpus, layout, cfg)
+    rejected = len(manifest.rejects)
     where = f"run {layout.run_id}: {layout.stage('tokens')}"
     _report(
         reporting.publish_table,
@@ -221,23 +229,23 @@ def tokenize_corpus(corpus: list[str], layout: stages.RunLayout, cfg: PipelineCo
         f"Input files skipped by the tokenize stage, {where}",
     )
     keys = ("input_files", "rejected_files", "documents", "sentences", "tokens", "duplicates_removed")
-    _stage_done("tokenize", layout.stage("tokens"), {k: manifest.get(k) for k in keys})
+    _stage_done("tokenize", layout.stage("tokens"), {k: getattr(manifest, k) for k in keys})
     return manifest
 
 
 @task(name="count-vocabulary", task_run_name=_task_run_name("count"), **RETRY_TRANSIENT)
-def count_vocabulary(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
+def count_vocabulary(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> Vocab:
     """Spark: build the vocabulary; publishes size, coverage and the top words."""
     from corpus2vec.jobs.session import get_spark
 
     events.emit("start", "count")
     with stage_errors("count", layout.stage("tokens")):
-        manifest = _finished(layout, "vocab") or stages.count(get_spark(), layout, cfg)
+        manifest = _finished(layout, Vocab) or stages.count(get_spark(), layout, cfg)
     vocab_uri = layout.stage("vocab")
     _report(
         reporting.publish_table, name, "vocab", reporting.vocab_rows(manifest), f"Vocabulary: {vocab_uri}"
     )
-    top = _report(reporting.top_words, vocab_uri, manifest.get("total_tokens"))
+    top = _report(reporting.top_words, manifest)
     if top:
         _report(
             reporting.publish_table,
@@ -246,19 +254,19 @@ def count_vocabulary(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -
             top,
             f"The {len(top)} most frequent words and their share of all tokens, run {layout.run_id}",
         )
-    facts = {k: manifest.get(k) for k in ("vocab_size", "coverage", "total_tokens")}
+    facts = {k: getattr(manifest, k) for k in ("vocab_size", "coverage", "total_tokens")}
     _stage_done("count", vocab_uri, facts)
     return manifest
 
 
 @task(name="emit-pairs", task_run_name=_task_run_name("pairs"), **RETRY_TRANSIENT)
-def emit_pairs(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
+def emit_pairs(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> Pairs:
     """Spark: subsample, window, draw negatives and write the pair shards."""
     from corpus2vec.jobs.session import get_spark
 
     events.emit("start", "pairs")
     with stage_errors("pairs", f"{layout.stage('tokens')} + {layout.stage('vocab')}"):
-        manifest = _finished(layout, "pairs") or stages.pairs(get_spark(), layout, cfg)
+        manifest = _finished(layout, Pairs) or stages.pairs(get_spark(), layout, cfg)
     _report(
         reporting.publish_table,
         name,
@@ -267,36 +275,38 @@ def emit_pairs(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict
         f"Pair shards of run {layout.run_id}: {layout.stage('pairs')}",
     )
     _stage_done(
-        "pairs", layout.stage("pairs"), {k: manifest.get(k) for k in ("total_pairs", "bytes_per_pair")}
+        "pairs", layout.stage("pairs"), {k: getattr(manifest, k) for k in ("total_pairs", "bytes_per_pair")}
     )
     return manifest
 
 
 @task(name="train-sgns", task_run_name=_task_run_name("train"), cache_policy=NO_CACHE)
-def train_embeddings(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> dict:
+def train_embeddings(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -> Train:
     """torchrun: train SGNS on the shards; resumes from its own checkpoints when rerun.
 
     No Prefect retries: torchrun already restarts failed ranks, and a rerun of the
     flow resumes from the last checkpoint.
     """
     events.emit("start", "train")
-    progress = _report(reporting.TrainingProgress, name, layout.run_id)
+    done = _finished(layout, Train)
+    progress = None if done else _report(reporting.TrainingProgress, name, layout.run_id)
 
     def to_terminal(record: dict[str, Any]) -> None:
         events.emit("progress", "train", **record)
 
     listeners = [to_terminal] + ([progress] if progress is not None else [])
     with stage_errors("train", layout.stage("pairs")):
-        manifest = stages.train(
+        manifest = done or stages.train(
             layout.stage("pairs"),
             layout.stage("vocab"),
             layout.stage("train"),
             cfg,
             on_progress=reporting.forward_to(*listeners),
+            key=layout.keys["train"],
         )
+        metrics = manifest.metrics()
     if progress is not None:
         progress.finish()
-    metrics = _report(storage.read_json, storage.join(layout.stage("train"), "metrics.json")) or {}
     _report(
         reporting.publish_table,
         name,
@@ -306,7 +316,7 @@ def train_embeddings(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -
     )
     _report(reporting.publish_loss_curve, name, metrics, layout.run_id)
     keys = ("world_size", "pairs_trained", "seconds", "pairs_per_s", "final_loss")
-    _stage_done("train", layout.stage("train"), {k: manifest.get(k) for k in keys})
+    _stage_done("train", layout.stage("train"), {k: getattr(manifest, k) for k in keys})
     return manifest
 
 
@@ -315,7 +325,10 @@ def evaluate_vectors(layout: stages.RunLayout, cfg: PipelineConfig, name: str) -
     """Analogy and similarity metrics plus nearest neighbours of the probe words."""
     events.emit("start", "evaluate")
     with stage_errors("evaluate", layout.stage("train")):
-        report = stages.evaluate(layout.stage("train"), layout.stage("vocab"), layout.stage("eval"), cfg)
+        _finished(layout, Eval)
+        report = stages.evaluate(
+            layout.stage("train"), layout.stage("vocab"), layout.stage("eval"), cfg, key=layout.keys["eval"]
+        )
     _report(
         reporting.publish_table,
         name,
@@ -372,7 +385,7 @@ def _published_by(store: str, name: str, flow_run_id: str) -> dict[str, Any] | N
     from corpus2vec.model import registry
 
     for row in reversed(registry.list_versions(store, name)):
-        manifest = storage.read_json(storage.join(row["uri"], registry.MANIFEST))
+        manifest, _ = registry.load_manifest(store, name, row["version"])  # checked, not trusted
         if (manifest.get("lineage") or {}).get("flow_run_id") != flow_run_id:
             continue
         alias = registry.read_alias(store, name, registry.LATEST) or {}
@@ -419,10 +432,19 @@ def pretrain(
         cfg = load_config(preset, overrides or [])
     with stage_errors("tokenize", _describe(corpus)):
         inputs = stages.fingerprint_inputs(corpus, cfg)
-    layout = stages.RunLayout(store, stages.run_id_for(inputs, cfg))
+    layout = stages.layout_for(store, inputs, cfg)
+    reused = [s for s in stages.STAGES if KINDS[s].finished(layout.stage(s)) is not None]
     run_tags = ["corpus2vec", f"name:{name}", f"preset:{preset}", f"run:{layout.run_id}"]
     _tag_flow_run(run_tags)
-    logger.info("run %s: %d input file(s) -> %s", layout.run_id, len(inputs["files"]), layout.root)
+    logger.info(
+        "run %s: %d input file(s); stage keys %s under %s/stages",
+        layout.run_id,
+        len(inputs["files"]),
+        " ".join(f"{k}={v}" for k, v in layout.keys.items()),
+        store,
+    )
+    if reused:
+        logger.info("finished under their keys, reused: %s", ", ".join(reused))
 
     timer = stages.StageTimer()
     spark_was_running = _active_spark() is not None  # a caller's session (notebook, tests) stays up
@@ -436,6 +458,7 @@ def pretrain(
         started = time.monotonic()
         emit_pairs(layout, cfg, name)
         timer.record("pairs", started)
+        spark_started = not spark_was_running and _active_spark() is not None
         if not spark_was_running:
             _stop_spark()  # training wants the memory and the cores
 
@@ -448,6 +471,7 @@ def pretrain(
         started = time.monotonic()
         lineage = {
             "run_id": layout.run_id,
+            "stages": dict(layout.keys),
             "corpus": inputs,
             "preset": preset,
             "overrides": overrides or [],
@@ -461,7 +485,10 @@ def pretrain(
         "run_id": layout.run_id,
         "store": store,
         "metrics": report.get("metrics", {}),
-        "training": {k: train_manifest.get(k) for k in ("pairs_trained", "pairs_per_s", "world_size")},
+        "training": {k: getattr(train_manifest, k) for k in ("pairs_trained", "pairs_per_s", "world_size")},
+        "stages": {s: {"key": layout.keys[s], "uri": layout.stage(s)} for s in stages.STAGES},
+        "reused": reused,
+        "spark_started": spark_started,
         "seconds": timer.seconds,
     }
     _report(

@@ -24,6 +24,7 @@ from typing import Any
 from uuid import UUID
 
 from corpus2vec.model import storage
+from corpus2vec.model.contracts import Pairs, Tokens, Train, Vocab
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def _fmt(value: Any) -> Any:
 # ---------------------------------------------------------------- corpus
 
 
-def corpus_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def corpus_rows(manifest: Tokens) -> list[dict[str, Any]]:
     """Counts of the tokenize stage: inputs, rejects, documents, sentences, tokens, duplicates."""
     keys = (
         "input_files",
@@ -83,20 +84,18 @@ def corpus_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         "decode_errors",
         "seconds",
     )
-    return _rows({k: manifest.get(k) for k in keys if k in manifest})
+    return _rows({k: getattr(manifest, k) for k in keys})
 
 
-def rejects_markdown(manifest: dict[str, Any]) -> str:
+def rejects_markdown(manifest: Tokens) -> str:
     """The files the tokenize stage skipped and why; says so explicitly when there were none."""
-    rejects = manifest.get("rejects") or []
+    rejects = manifest.rejects
     if not rejects:
-        return (
-            f"# Rejected inputs\n\nNone of the {manifest.get('input_files', 0)} input file(s) was rejected.\n"
-        )
+        return f"# Rejected inputs\n\nNone of the {manifest.input_files} input file(s) was rejected.\n"
     lines = [
         "# Rejected inputs",
         "",
-        f"{len(rejects)} of {manifest.get('input_files')} input file(s) were skipped "
+        f"{len(rejects)} of {manifest.input_files} input file(s) were skipped "
         f"(allowed share: `corpus.max_bad_fraction`). Fix or drop them and rerun.",
         "",
         "| file | reason |",
@@ -113,25 +112,25 @@ def rejects_markdown(manifest: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- vocabulary
 
 
-def vocab_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def vocab_rows(manifest: Vocab) -> list[dict[str, Any]]:
     """Vocabulary size, token totals and coverage (share of tokens the vocabulary keeps)."""
-    keys = ("vocab_size", "types", "min_count", "max_vocab_size", "total_tokens", "retained_tokens")
-    values = {k: manifest.get(k) for k in keys}
-    values["coverage"] = manifest.get("coverage")
-    return _rows(values)
+    keys = (
+        "vocab_size",
+        "types",
+        "min_count",
+        "max_vocab_size",
+        "total_tokens",
+        "retained_tokens",
+        "coverage",
+    )
+    return _rows({k: getattr(manifest, k) for k in keys})
 
 
-def top_words(vocab_uri: str, total_tokens: int | None, n: int = TOP_WORDS) -> list[dict[str, Any]]:
-    """The ``n`` most frequent words from ``vocab.parquet`` (ids are by descending count)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    fs, path = storage.get_fs(storage.join(vocab_uri, "vocab.parquet"))
-    with fs.open(path, "rb") as handle:
-        table = pq.read_table(handle, columns=["id", "word", "count"])
-    table = table.filter(pc.less(table["id"], n)).sort_by("id")
+def top_words(vocab: Vocab, n: int = TOP_WORDS) -> list[dict[str, Any]]:
+    """The ``n`` most frequent words of the vocabulary (ids are by descending count)."""
+    total_tokens = vocab.total_tokens
     rows = []
-    for row in table.to_pylist():
+    for row in vocab.table().slice(0, n).to_pylist():
         share = row["count"] / total_tokens if total_tokens else None
         rows.append({"rank": row["id"] + 1, "word": row["word"], "count": row["count"], "share": _fmt(share)})
     return rows
@@ -140,43 +139,43 @@ def top_words(vocab_uri: str, total_tokens: int | None, n: int = TOP_WORDS) -> l
 # ---------------------------------------------------------------- pairs and training
 
 
-def pairs_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def pairs_rows(manifest: Pairs) -> list[dict[str, Any]]:
     """Pairs written, storage cost per pair, subsampling effect and stage time."""
-    tokens_in, kept = manifest.get("tokens_in"), manifest.get("tokens_kept")
+    tokens_in, kept = manifest.tokens_in, manifest.tokens_kept
     values = {
-        "total_pairs": manifest.get("total_pairs"),
-        "draws": manifest.get("draws", 1),  # independent samples; epoch e reads draw e % draws
-        "shards": len(manifest.get("files", [])),
-        "bytes_per_pair": manifest.get("bytes_per_pair"),
-        "bytes_total": sum(int(f.get("bytes", 0)) for f in manifest.get("files", [])),
+        "total_pairs": manifest.total_pairs,
+        "draws": manifest.draws,  # independent samples; epoch e reads draw e % draws
+        "shards": len(manifest.files),
+        "bytes_per_pair": manifest.bytes_per_pair,
+        "bytes_total": sum(f.bytes for f in manifest.files),
         "tokens_in": tokens_in,
         "tokens_kept": kept,
         "kept_after_subsampling": (kept / tokens_in) if tokens_in else None,
-        "window": manifest.get("window"),
-        "negative": manifest.get("negative"),
-        "sample": manifest.get("sample"),
-        "seconds": manifest.get("seconds"),
+        "window": manifest.window,
+        "negative": manifest.negative,
+        "sample": manifest.sample,
+        "seconds": manifest.seconds,
     }
     return _rows(values)
 
 
-def training_rows(manifest: dict[str, Any], metrics: dict[str, Any]) -> list[dict[str, Any]]:
+def training_rows(manifest: Train, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Throughput, scale-out, communication, learning-rate schedule and loss of the training stage."""
-    config = manifest.get("config") or {}
+    config = manifest.config
     epoch_loss = metrics.get("epoch_loss") or []
     values = {
-        "world_size": manifest.get("world_size"),
-        "backend": manifest.get("backend"),
-        "kernel": manifest.get("kernel"),
-        "pairs_trained": manifest.get("pairs_trained"),
-        "seconds": manifest.get("seconds"),
-        "pairs_per_s": manifest.get("pairs_per_s"),
+        "world_size": manifest.world_size,
+        "backend": manifest.backend,
+        "kernel": manifest.kernel,
+        "pairs_trained": manifest.pairs_trained,
+        "seconds": manifest.seconds,
+        "pairs_per_s": manifest.pairs_per_s,
         "pairs_per_s_per_rank": metrics.get("pairs_per_s_per_rank"),
-        "bytes_communicated": manifest.get("bytes_communicated"),
+        "bytes_communicated": manifest.bytes_communicated,
         "syncs": metrics.get("syncs"),
         "epochs": config.get("epochs"),
         "learning_rate": f"{config.get('alpha')} -> {config.get('min_alpha')} (linear)",
-        "final_loss": manifest.get("final_loss"),
+        "final_loss": manifest.final_loss,
         "loss_per_epoch": ", ".join(f"{x:.4f}" for x in epoch_loss),
         "resumed_from_checkpoint": bool(metrics.get("resumed_from")),
     }

@@ -3,8 +3,10 @@
 Each stage takes URIs in and gives a URI (or a small dict) out, so the same
 function serves the Prefect task in :mod:`corpus2vec.flows.pretrain` and the one-stage CLI
 commands (``corpus2vec prepare/train/evaluate/publish``). Heavy work happens in
-the Spark jobs (``jobs/``) and the torchrun trainer (``model/``); this module only
-decides where outputs go and skips stages whose manifest already exists.
+the Spark jobs (:mod:`corpus2vec.jobs`) and the torchrun trainer (:mod:`corpus2vec.model`); this module only
+decides where outputs go (each stage under its own key, :func:`stage_keys`); each
+stage function returns at once when its output is already finished
+(:meth:`corpus2vec.model.contracts.StageManifest.finished`).
 """
 
 from __future__ import annotations
@@ -13,28 +15,65 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from corpus2vec.model import storage
 from corpus2vec.model.config import PipelineConfig
+from corpus2vec.model.contracts import Pairs, Tokens, Train, Vocab
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-@dataclass
+STAGES = ("tokens", "vocab", "pairs", "train", "eval")
+# What shapes each stage besides its upstream stage: the config sections it reads.
+STAGE_SECTIONS = {"tokens": "corpus", "vocab": "vocab", "pairs": "pairs", "train": "train", "eval": "eval"}
+
+
+@dataclass(frozen=True)
 class RunLayout:
-    """Where one run's stage outputs live: ``{store}/runs/{run_id}/{stage}/`` (DESIGN.md)."""
+    """Where one run's stage outputs live: ``{store}/stages/{stage}/{key}/``.
+
+    Each stage is keyed by what shapes it (:func:`stage_keys`): tokens by the
+    input files and the corpus settings, vocab by the tokens key and the vocab
+    settings, and so on down to eval. A run that changes only ``vector_size``
+    therefore finds tokens, vocab and pairs finished under their keys and starts no
+    Spark job; one that changes ``min_count`` reuses only the tokens.
+    """
 
     store: str
-    run_id: str
+    keys: dict[str, str]
 
     @property
-    def root(self) -> str:
-        return storage.join(self.store, "runs", self.run_id)
+    def run_id(self) -> str:
+        """The whole chain's id (the eval key depends on every stage above it)."""
+        return self.keys["eval"]
 
     def stage(self, name: str) -> str:
-        return storage.join(self.root, name)
+        return storage.join(self.store, "stages", name, self.keys[name])
+
+
+def stage_keys(inputs: dict[str, Any], cfg: PipelineConfig) -> dict[str, str]:
+    """Each stage's key: sha256 of its upstream key and its own config section (16 hex digits).
+
+    The pairs section holds the resolved draw count (one draw per epoch by default),
+    so ``epochs`` reaches the pairs key only through it. Publishing settings key
+    nothing: changing the quality gate re-gates, never retrains.
+    """
+    keys: dict[str, str] = {}
+    upstream = inputs["sha256"]
+    for stage in STAGES:
+        material = json.dumps(
+            {"stage": stage, "upstream": upstream, "settings": cfg.fingerprint(STAGE_SECTIONS[stage])},
+            sort_keys=True,
+        )
+        upstream = keys[stage] = hashlib.sha256(material.encode()).hexdigest()[:16]
+    return keys
+
+
+def layout_for(store: str, inputs: dict[str, Any], cfg: PipelineConfig) -> RunLayout:
+    return RunLayout(store, stage_keys(inputs, cfg))
 
 
 @dataclass
@@ -48,73 +87,121 @@ class StageTimer:
 
 
 def fingerprint_inputs(corpus: list[str], cfg: PipelineConfig) -> dict[str, Any]:
-    """The input file list (URL, size, etag/mtime) that keys a run; no file is read."""
+    """The input file list (URL, size, etag/mtime) that keys the tokens stage; no file is read.
+
+    Sizes and tags come from folder listings where many inputs share a folder (one
+    request per 1,000 objects on S3, as a crawl's ``wet/`` folders do) and from
+    metadata requests issued :data:`FINGERPRINT_THREADS` at a time for the rest, so
+    a crawl of 10,000 files costs seconds, not 10,000 serial round trips.
+    """
     from corpus2vec.jobs.ingest import expand_corpus
 
     files = expand_corpus(corpus, cfg.corpus)
-    entries = []
+    found: dict[str, dict[str, Any]] = {}
+    by_folder: dict[str, list[str]] = {}
     for url in files:
-        fs, path = storage.get_fs(url)
-        info = fs.info(path)
-        tag = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
-        # Redacted: this list is the run's lineage (published manifest, Prefect artifacts), and
-        # a rotated credential or a fresh signature must not change the run id either.
-        entries.append({"url": storage.redact_url(url), "size": int(info.get("size") or 0), "tag": str(tag)})
+        by_folder.setdefault(url.rsplit("/", 1)[0], []).append(url)
+    listed = [members for members in by_folder.values() if len(members) >= LIST_MIN_FILES]
+    with ThreadPoolExecutor(max_workers=FINGERPRINT_THREADS) as pool:
+        for result in pool.map(_listed_fingerprints, listed):
+            found.update(result)
+        rest = [url for url in files if url not in found]
+        found.update(zip(rest, pool.map(_file_fingerprint, rest), strict=True))
+    entries = [found[url] for url in files]
     digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
     return {"files": entries, "sha256": digest}
 
 
-def run_id_for(inputs: dict[str, Any], cfg: PipelineConfig) -> str:
-    """A run id from the inputs and every setting that shapes the vectors.
-
-    Evaluation and publishing settings are left out on purpose: changing the
-    quality gate must not retrain.
-    """
-    key = json.dumps(
-        {"inputs": inputs["sha256"], "config": cfg.fingerprint("corpus", "vocab", "pairs", "train")},
-        sort_keys=True,
-    )
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+FINGERPRINT_THREADS = 32
+LIST_MIN_FILES = 8  # inputs in one folder from which listing it beats one request per file
 
 
-def tokenize(spark: Any, corpus: list[str], layout: RunLayout, cfg: PipelineConfig) -> dict[str, Any]:
-    """Ingest and tokenize the corpus into ``runs/{id}/tokens``; returns its manifest."""
+def _fingerprint(url: str, info: dict[str, Any]) -> dict[str, Any] | None:
+    tag = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+    if tag is None or info.get("size") is None:
+        return None
+    # Redacted: this list is the run's lineage (published manifest, Prefect artifacts), and
+    # a rotated credential or a fresh signature must not change the key either.
+    return {"url": storage.redact_url(url), "size": int(info["size"]), "tag": str(tag)}
+
+
+def _file_fingerprint(url: str) -> dict[str, Any]:
+    fs, path = storage.get_fs(url)
+    info = fs.info(path)
+    return _fingerprint(url, info) or {
+        "url": storage.redact_url(url),
+        "size": int(info.get("size") or 0),
+        "tag": "None",
+    }
+
+
+def _listed_fingerprints(urls: list[str]) -> dict[str, dict[str, Any]]:
+    """Fingerprints of ``urls`` (one folder) from one listing; those it lacks are left out."""
+    fs, folder = storage.get_fs(urls[0].rsplit("/", 1)[0])
+    try:
+        listing = fs.ls(folder, detail=True)
+    except (NotImplementedError, OSError, ValueError):  # a backend without listings (http): per file
+        return {}
+    wanted = {storage.get_fs(url)[1]: url for url in urls}
+    out = {}
+    for info in listing:
+        url = wanted.get(str(info.get("name", "")).rstrip("/"))
+        if url is not None and info.get("type", "file") == "file" and (entry := _fingerprint(url, info)):
+            out[url] = entry
+    return out
+
+
+def tokenize(spark: Any, corpus: list[str], layout: RunLayout, cfg: PipelineConfig) -> Tokens:
+    """Ingest and tokenize the corpus into its tokens folder; returns its manifest."""
     from corpus2vec.jobs.tokenize import run_tokenize
 
-    return run_tokenize(spark, corpus, layout.stage("tokens"), cfg.corpus)
+    return run_tokenize(spark, corpus, layout.stage("tokens"), cfg.corpus, key=layout.keys["tokens"])
 
 
-def count(spark: Any, layout: RunLayout, cfg: PipelineConfig) -> dict[str, Any]:
-    """Build the vocabulary into ``runs/{id}/vocab``; returns its manifest."""
+def count(spark: Any, layout: RunLayout, cfg: PipelineConfig) -> Vocab:
+    """Build the vocabulary into its vocab folder; returns its manifest."""
     from corpus2vec.jobs.count import run_count
 
-    return run_count(spark, layout.stage("tokens"), layout.stage("vocab"), cfg.vocab)
+    return run_count(
+        spark, layout.stage("tokens"), layout.stage("vocab"), cfg.vocab, key=layout.keys["vocab"]
+    )
 
 
-def pairs(spark: Any, layout: RunLayout, cfg: PipelineConfig) -> dict[str, Any]:
-    """Subsample and emit (center, context, negatives) shards into ``runs/{id}/pairs``."""
+def pairs(spark: Any, layout: RunLayout, cfg: PipelineConfig) -> Pairs:
+    """Subsample and emit (center, context, negatives) shards into the pairs folder."""
     from corpus2vec.jobs.pairs import run_pairs
 
-    return run_pairs(spark, layout.stage("tokens"), layout.stage("vocab"), layout.stage("pairs"), cfg.pairs)
+    return run_pairs(
+        spark,
+        layout.stage("tokens"),
+        layout.stage("vocab"),
+        layout.stage("pairs"),
+        cfg.pairs,
+        key=layout.keys["pairs"],
+    )
 
 
 def train(
-    pairs_uri: str, vocab_uri: str, out_uri: str, cfg: PipelineConfig, on_progress: ProgressFn | None = None
-) -> dict[str, Any]:
+    pairs_uri: str,
+    vocab_uri: str,
+    out_uri: str,
+    cfg: PipelineConfig,
+    on_progress: ProgressFn | None = None,
+    key: str = "",
+) -> Train:
     """Train SGNS under torchrun on the pair shards; returns the train manifest."""
     from corpus2vec.model.launch import launch_training
 
-    return launch_training(pairs_uri, vocab_uri, out_uri, cfg.train, on_progress=on_progress)
+    return launch_training(pairs_uri, vocab_uri, out_uri, cfg.train, on_progress=on_progress, key=key)
 
 
-def evaluate(train_uri: str, vocab_uri: str, out_uri: str, cfg: PipelineConfig) -> dict[str, Any]:
-    """Evaluate the trained vectors; writes ``report.json`` under ``out_uri`` and returns it."""
+def evaluate(
+    train_uri: str, vocab_uri: str, out_uri: str, cfg: PipelineConfig, key: str = ""
+) -> dict[str, Any]:
+    """Evaluate the trained vectors into ``out_uri`` (reused when finished); returns the report."""
     from corpus2vec.model.evaluate import evaluate_run
 
-    existing = storage.join(out_uri, "report.json")
-    if storage.exists(existing):
-        return storage.read_json(existing)
-    return evaluate_run(train_uri, vocab_uri, cfg.eval, out_uri)
+    return evaluate_run(train_uri, vocab_uri, cfg.eval, out_uri, key=key)
 
 
 def publish(
@@ -128,42 +215,27 @@ def publish(
 ) -> dict[str, Any]:
     """Gate and publish the run's vectors as ``{store}/embeddings/{name}/{version}``."""
     import numpy as np
-    import pyarrow.parquet as pq
 
     from corpus2vec.model.registry import publish as publish_version
 
-    train_manifest = storage.require_manifest(train_uri, "train")
-    fs, vocab_path = storage.get_fs(storage.join(vocab_uri, "vocab.parquet"))
-    with fs.open(vocab_path, "rb") as handle:
-        vocab = pq.read_table(handle)
-    vectors = _load_npy(storage.join(train_uri, "vectors.npy"))
-    output_vectors = None
-    if storage.exists(storage.join(train_uri, "output_vectors.npy")):
-        output_vectors = _load_npy(storage.join(train_uri, "output_vectors.npy"))
+    trained, vocab = Train.read(train_uri), Vocab.read(vocab_uri)
+    if trained.vocab_sha256 != vocab.vocab_sha256:
+        raise ValueError(f"{train_uri} was trained on another vocabulary than {vocab_uri}; retrain it")
+    table = vocab.table()
     lineage = {
         **lineage,
-        "train_manifest": {k: train_manifest.get(k) for k in ("world_size", "pairs_trained")},
+        "train_manifest": {"world_size": trained.world_size, "pairs_trained": trained.pairs_trained},
     }
     return publish_version(
         store,
         name,
-        vectors=np.asarray(vectors, dtype=np.float32),
-        words=vocab.column("word").to_pylist(),
-        counts=vocab.column("count").to_pylist(),
+        vectors=np.asarray(trained.vectors(), dtype=np.float32),
+        words=table.column("word").to_pylist(),
+        counts=table.column("count").to_pylist(),
         report=report,
         config=cfg.to_dict(),
         lineage=lineage,
         cfg=cfg.publish,
         eval_cfg=cfg.eval,
-        output_vectors=output_vectors,
+        output_vectors=np.asarray(trained.vectors("output_vectors.npy")),
     )
-
-
-def _load_npy(url: str) -> Any:
-    import io
-
-    import numpy as np
-
-    fs, path = storage.get_fs(url)
-    with fs.open(path, "rb") as handle:
-        return np.load(io.BytesIO(handle.read()), allow_pickle=False)

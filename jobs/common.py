@@ -13,12 +13,13 @@ import hashlib
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, BinaryIO
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus2vec.model import storage
+from corpus2vec.model.contracts import StageManifest
 
 # Object-store settings the driver forwards to its tasks. Executors of a local[*]
 # session were started before a test or CLI set them, so they would not see them;
@@ -54,12 +55,6 @@ def apply_store_env(env: dict[str, str]) -> None:
             pass
 
 
-def refresh_listing(url: str) -> None:
-    """Forget cached directory listings for ``url`` (tasks wrote there behind the driver's back)."""
-    fs, _ = storage.get_fs(url)
-    fs.invalidate_cache()
-
-
 def stable_hash64(*parts: Any) -> int:
     """A 64-bit hash of ``parts`` that is the same in every process and Python version.
 
@@ -72,33 +67,6 @@ def stable_hash64(*parts: Any) -> int:
         digest.update(len(data).to_bytes(4, "little"))
         digest.update(data)
     return int.from_bytes(digest.digest(), "little")
-
-
-class _HashingWriter:
-    """A write-only file wrapper that counts and sha256-hashes the bytes as they pass."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle = handle
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self.closed = False
-
-    def write(self, data: Any) -> int:
-        self.digest.update(data)
-        self.size += len(memoryview(data))
-        return self.handle.write(data)
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-    def tell(self) -> int:
-        return self.size
-
-    def writable(self) -> bool:
-        return True
-
-    def close(self) -> None:  # the atomic handle is closed (and committed) by its owner
-        self.closed = True
 
 
 def write_parquet_atomic(
@@ -116,7 +84,7 @@ def write_parquet_atomic(
     rows = row_groups = 0
     options = {"compression": "zstd", "compression_level": ZSTD_LEVEL, **options}
     with storage.open_atomic(url) as handle:
-        sink = _HashingWriter(handle)
+        sink = storage.HashingWriter(handle)
         with pq.ParquetWriter(sink, schema, **options) as writer:
             for table in tables:
                 if table.num_rows:
@@ -125,23 +93,23 @@ def write_parquet_atomic(
                     row_groups += 1
     return {
         "path": url.rstrip("/").rsplit("/", 1)[-1],
-        "bytes": sink.size,
+        "bytes": sink.bytes,
         "sha256": sink.digest.hexdigest(),
         "rows": rows,
         "row_groups": row_groups,
     }
 
 
-def manifest_units(stage_uri: str, manifest: dict[str, Any]) -> list[tuple[str, int]]:
+def manifest_units(stage: StageManifest) -> list[tuple[str, int]]:
     """(file URL, row group) work units covering exactly the files a manifest lists.
 
     Row groups (not files) are the unit so a corpus that landed in few files still
     spreads over many tasks.
     """
     units = []
-    for entry in manifest["files"]:
-        url = storage.join(stage_uri, entry["path"])
-        groups = entry.get("row_groups")
+    for entry in stage.files:
+        url = storage.join(stage.uri, entry.path)
+        groups = entry.row_groups
         if groups is None:
             fs, path = storage.get_fs(url)
             with fs.open(path, "rb") as handle:
@@ -179,7 +147,7 @@ def common_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_job_main(
-    args: argparse.Namespace, job: str, run: Callable[[Any, Any], dict[str, Any]], keys: tuple[str, ...]
+    args: argparse.Namespace, job: str, run: Callable[[Any, Any], StageManifest], keys: tuple[str, ...]
 ) -> int:
     """The shared body of every job's ``main``: Spark session, the job, its counts, exit code.
 
@@ -202,5 +170,5 @@ def run_job_main(
         return 2
     finally:
         spark.stop()
-    print(" ".join(f"{k}={manifest[k]}" for k in keys))
+    print(" ".join(f"{k}={getattr(manifest, k)}" for k in keys))
     return 0

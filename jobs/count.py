@@ -15,7 +15,6 @@ This differs on purpose from gensim, whose ``max_vocab_size`` prunes rare words
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import operator
 import sys
@@ -31,10 +30,9 @@ import pyarrow.parquet as pq
 from corpus2vec.jobs import common
 from corpus2vec.model import storage
 from corpus2vec.model.config import VocabConfig
+from corpus2vec.model.contracts import VOCAB_FILE, Tokens, Vocab, entry_for
 from corpus2vec.model.schemas import TOKENS_SCHEMA, VOCAB_SCHEMA
 
-KIND = "vocab"
-VOCAB_FILE = "vocab.parquet"
 COUNTS_SCHEMA = pa.schema([pa.field("word", pa.string()), pa.field("count", pa.int64())])
 
 
@@ -109,20 +107,26 @@ def vocab_bytes(vocab: pa.Table) -> bytes:
 
 
 def run_count(
-    spark: Any, tokens_uri: str, out_uri: str, cfg: VocabConfig, *, partitions: int | None = None
-) -> dict[str, Any]:
-    """Build the vocabulary of a finished tokens stage and return its manifest (kind "vocab").
+    spark: Any,
+    tokens_uri: str,
+    out_uri: str,
+    cfg: VocabConfig,
+    *,
+    partitions: int | None = None,
+    key: str = "",
+) -> Vocab:
+    """Build the vocabulary of a finished tokens stage and return its manifest.
 
     Idempotent (a finished output is returned untouched). Raises ValueError when no
     word reaches ``min_count``, with the setting to change.
     """
     started = time.time()
-    done = storage.read_manifest(out_uri, KIND)
+    done = Vocab.finished(out_uri)
     if done is not None:
         return done
-    tokens = storage.require_manifest(tokens_uri, "tokens")
+    tokens = Tokens.read(tokens_uri)
     storage.clear_unfinished(out_uri)
-    counts = count_words(spark, common.manifest_units(tokens_uri, tokens), partitions).persist()
+    counts = count_words(spark, common.manifest_units(tokens), partitions).persist()
     try:
         types, total = counts.aggregate((0, 0), lambda acc, wc: (acc[0] + 1, acc[1] + wc[1]), _add_pairs)
         kept = select_vocab(counts, cfg.min_count)
@@ -137,11 +141,10 @@ def run_count(
     data = vocab_bytes(vocab)
     storage.write_bytes_atomic(storage.join(out_uri, VOCAB_FILE), data)
     retained = int(pc.sum(vocab.column("count")).as_py())
-    entry = storage.file_entry(out_uri, VOCAB_FILE, rows=vocab.num_rows)
-    return storage.write_manifest(
-        out_uri,
-        KIND,
-        [entry],
+    return Vocab(
+        files=(entry_for(out_uri, VOCAB_FILE, rows=vocab.num_rows),),
+        key=key,
+        tokens_digest=tokens.digest,
         vocab_size=vocab.num_rows,
         total_tokens=total,
         retained_tokens=retained,
@@ -149,35 +152,12 @@ def run_count(
         types=types,
         min_count=cfg.min_count,
         max_vocab_size=cfg.max_vocab_size,
-        sha256=entry["sha256"],
-        tokens_sha=_manifest_sha(tokens_uri),
-        lineage={"tokens": tokens_uri, "tokens_manifest_sha256": _manifest_sha(tokens_uri)},
         seconds=round(time.time() - started, 3),
-    )
+    ).write(out_uri)
 
 
 def _add_pairs(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     return a[0] + b[0], a[1] + b[1]
-
-
-def _manifest_sha(stage_uri: str) -> str:
-    return storage.sha256_of(storage.join(stage_uri, storage.MANIFEST))
-
-
-def read_vocab(vocab_uri: str) -> tuple[pa.Table, dict[str, Any]]:
-    """The vocab table and its manifest, after checking the file's sha256 and schema."""
-    from corpus2vec.model.schemas import check_schema
-
-    manifest = storage.require_manifest(vocab_uri, KIND)
-    url = storage.join(vocab_uri, VOCAB_FILE)
-    fs, path = storage.get_fs(url)
-    with fs.open(path, "rb") as handle:
-        data = handle.read()
-    if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
-        raise ValueError(f"{url} does not match the sha256 in its manifest; rerun the count stage")
-    table = pq.read_table(io.BytesIO(data))
-    check_schema(table.schema, VOCAB_SCHEMA, url)
-    return table, manifest
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,6 @@ Document = tuple[str, Iterable[str]]
 MAX_REJECTS_PER_FILE = 20  # record-level rejects listed per file; the rest are only counted
 _TEXT_CHUNK = 1 << 20  # characters read at a time: a 100 MB line never sits in memory whole
 _SNIFF_BYTES = 8192
-_TEXT_EXTS = (".txt", ".text", ".tsv", ".csv", ".md")
 _COMPRESSION_EXTS = (".gz", ".gzip", ".bz2", ".zst", ".zstd")
 _PATHS_EXTS = (".paths", ".paths.gz")
 _LANGUAGE_ALIASES = {  # WET headers use ISO 639-3; users often type 639-1

@@ -2,7 +2,7 @@
 
 Run as ``python -m corpus2vec.jobs.pairs --tokens URI --vocab URI --out URI [--master M] [--preset P] [--set k=v]``.
 
-word2vec semantics, exactly (DESIGN.md):
+word2vec semantics, exactly (word2vec.c's):
 
 * out-of-vocabulary tokens are dropped *before* windowing (word2vec.c does the same);
 * subsampling keeps a word of count f with probability
@@ -59,13 +59,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from corpus2vec.jobs import common, pair_kernels
-from corpus2vec.jobs.count import read_vocab
 from corpus2vec.model import storage
 from corpus2vec.model.config import PairsConfig
+from corpus2vec.model.contracts import Pairs, Tokens, Vocab, files_from
 from corpus2vec.model.schemas import TOKENS_SCHEMA, pairs_schema
-
-KIND = "pairs"
-
 
 # ----------------------------------------------------------------------------- randomness
 
@@ -182,14 +179,6 @@ def shard_keys(seed: int, shard: int) -> tuple[int, int]:
     return shuffle, common.stable_hash64("shard-negatives", seed, shard)
 
 
-def pack_rows(center: np.ndarray, context: np.ndarray) -> np.ndarray:
-    """Rows as one uint64 array ``center << 32 | context`` (ids are non-negative int32)."""
-    packed = center.astype(np.uint64)
-    packed <<= np.uint64(32)
-    packed |= context.astype(np.uint64)
-    return packed
-
-
 def shuffle_rows(packed: np.ndarray, key: int) -> np.ndarray:
     """Uniformly permute packed rows in place (and return them): a compiled Fisher-Yates shuffle
     driven by the counter-based stream ``key`` (one in-place pass over one uint64 array)."""
@@ -197,11 +186,6 @@ def shuffle_rows(packed: np.ndarray, key: int) -> np.ndarray:
         raise ValueError(f"a shard of {len(packed):,} rows is too large: raise pairs.num_shards")
     pair_kernels.shuffle_rows(packed, np.uint64(key))
     return packed
-
-
-def unpack_rows(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(center, context) int32 columns of packed rows."""
-    return (packed >> np.uint64(32)).astype(np.int32), (packed & np.uint64(0xFFFFFFFF)).astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -304,7 +288,7 @@ def draw_seed(seed: int, draw: int) -> int:
 def draw_path(draw: int, shard: int) -> str:
     """Where draw ``draw`` of shard ``shard`` lives, relative to the pairs folder.
 
-    Draw 0 is ``part-NNNNN.parquet`` at the top, exactly DESIGN.md's single-draw
+    Draw 0 is ``part-NNNNN.parquet`` at the top, exactly the single-draw
     layout, so a consumer that knows nothing of draws still reads one complete,
     valid set of pairs; draw d >= 1 goes to ``draw-DD/``.
     """
@@ -427,10 +411,9 @@ def sentence_records_join(
 
 def make_pairs(
     spark: Any,
-    tokens_uri: str,
-    tokens: dict,
+    tokens: Tokens,
     vocab: pa.Table,
-    vocab_manifest: dict,
+    vocab_manifest: Vocab,
     out_uri: str,
     cfg: PairsConfig,
     partitions: int | None = None,
@@ -440,11 +423,11 @@ def make_pairs(
     ``partitions`` is the number of map-side tasks (default 4 per core); it changes
     nothing in the output, which tests check.
     """
-    units = common.manifest_units(tokens_uri, tokens)
+    units = common.manifest_units(tokens)
     partitions = common.task_count(spark, len(units), partitions)
     sc = spark.sparkContext
     counts = vocab.column("count").to_numpy()
-    tables = sc.broadcast(build_tables(counts, int(vocab_manifest["retained_tokens"]), cfg))
+    tables = sc.broadcast(build_tables(counts, vocab_manifest.retained_tokens, cfg))
     broadcasts = [tables]
     try:
         if vocab.num_rows <= cfg.broadcast_vocab_max:
@@ -471,25 +454,27 @@ def run_pairs(
     cfg: PairsConfig,
     *,
     partitions: int | None = None,
-) -> dict[str, Any]:
-    """Write pair shards for a finished tokens and vocab stage; returns the manifest (kind "pairs").
+    key: str = "",
+) -> Pairs:
+    """Write pair shards for a finished tokens and vocab stage; returns the manifest.
 
     Idempotent (a finished output is returned untouched; leftovers of a killed run are
     cleared first). The manifest carries the vocab sha256 that training checks.
     """
     started = time.time()
-    done = storage.read_manifest(out_uri, KIND)
+    done = Pairs.finished(out_uri)
     if done is not None:
         return done
-    tokens = storage.require_manifest(tokens_uri, "tokens")
-    vocab, vocab_manifest = read_vocab(vocab_uri)
+    tokens = Tokens.read(tokens_uri)
+    vocab_manifest = Vocab.read(vocab_uri)
+    vocab = vocab_manifest.table()
     if vocab.num_rows < 2:
         raise ValueError(
             f"the vocabulary at {vocab_uri} has {vocab.num_rows} word(s); negatives need at least 2"
         )
     storage.clear_unfinished(out_uri)
     shards = sorted(
-        make_pairs(spark, tokens_uri, tokens, vocab, vocab_manifest, out_uri, cfg, partitions),
+        make_pairs(spark, tokens, vocab, vocab_manifest, out_uri, cfg, partitions),
         key=lambda e: (e["draw"], e["path"]),
     )
     draws = cfg.draws or 1
@@ -499,13 +484,13 @@ def run_pairs(
     same = sum(e["adjacent_same"] for e in shards)
     expected = sum(e["adjacent_expected"] for e in shards)
     gaps = max(1, sum(max(0, e["rows"] - 1) for e in shards))
-    return storage.write_manifest(
-        out_uri,
-        KIND,
-        [{k: e[k] for k in ("path", "bytes", "sha256", "rows", "row_groups", "draw")} for e in shards],
-        vocab_sha256=vocab_manifest["sha256"],
+    return Pairs(
+        files=files_from(shards),
+        key=key,
+        tokens_digest=tokens.digest,
+        vocab_digest=vocab_manifest.digest,
+        vocab_sha256=vocab_manifest.vocab_sha256,
         vocab_size=vocab.num_rows,
-        tokens_sha=storage.sha256_of(storage.join(tokens_uri, storage.MANIFEST)),
         negative=cfg.negative,
         window=cfg.window,
         sample=cfg.sample,
@@ -522,7 +507,7 @@ def run_pairs(
         adjacent_same_center_baseline=expected / gaps,
         config=asdict(cfg),
         seconds=round(time.time() - started, 3),
-    )
+    ).write(out_uri)
 
 
 def main(argv: list[str] | None = None) -> int:

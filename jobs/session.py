@@ -1,7 +1,7 @@
 """One place that builds the SparkSession, so every job and test starts Spark the same way.
 
 The master comes from the caller, else ``C2V_SPARK_MASTER``, else ``local[*]``: the
-environment picks local or cluster, the job code does not change (STYLE.md habit 6).
+environment picks local or cluster, the job code does not change.
 """
 
 from __future__ import annotations

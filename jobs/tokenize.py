@@ -40,9 +40,9 @@ from corpus2vec.jobs import common
 from corpus2vec.jobs.ingest import FileReport, expand_corpus, read_documents
 from corpus2vec.model import storage
 from corpus2vec.model.config import CorpusConfig
+from corpus2vec.model.contracts import Tokens, files_from
 from corpus2vec.model.schemas import TOKENS_SCHEMA
 
-KIND = "tokens"
 ROW_GROUP_TOKENS = 1_000_000  # tokens per row group: the work unit of count and pairs
 ROW_GROUP_ROWS = 65_536
 PART_INPUT_BYTES = 16 << 20  # default: one output part per 16 MiB of (compressed) input
@@ -314,9 +314,17 @@ def tokenize_corpus(
 
 
 def run_tokenize(
-    spark: Any, corpus: list[str], out_uri: str, cfg: CorpusConfig, *, partitions: int | None = None
-) -> dict[str, Any]:
-    """Tokenize ``corpus`` into ``out_uri`` and return its manifest (kind "tokens").
+    spark: Any,
+    corpus: list[str],
+    out_uri: str,
+    cfg: CorpusConfig,
+    *,
+    partitions: int | None = None,
+    key: str = "",
+) -> Tokens:
+    """Tokenize ``corpus`` into ``out_uri`` and return its manifest.
+
+    ``key`` is the stage key the flow files this output under (empty from the job CLI).
 
     Idempotent: a finished output (manifest present) is returned untouched; the
     leftovers of an unfinished one are cleared first, after the inputs were listed,
@@ -325,7 +333,7 @@ def run_tokenize(
     are unreadable; nothing is marked finished then.
     """
     started = time.time()
-    done = storage.read_manifest(out_uri, KIND)
+    done = Tokens.finished(out_uri)
     if done is not None:
         return done
     files = expand_corpus(corpus, cfg)  # inputs first: a typo must fail before the output is touched
@@ -339,13 +347,12 @@ def run_tokenize(
         raise ValueError(
             f"no tokens in {len(files)} input file(s) {files[:3]}: check corpus.format/text_field"
         )
-    return storage.write_manifest(
-        out_uri,
-        KIND,
-        [{k: e[k] for k in ("path", "bytes", "sha256", "rows", "row_groups")} for e in parts],
+    return Tokens(
+        files=files_from(parts),
+        key=key,
         **_stats(files, parts, reports, bad_fraction, num_parts, cfg),
         seconds=round(time.time() - started, 3),
-    )
+    ).write(out_uri)
 
 
 def _stats(

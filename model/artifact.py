@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-MANIFEST = "manifest.json"
+VERSION_MANIFEST = "manifest.json"
 # Every file a version may hold besides its manifest; pull writes nothing else.
 ARTIFACT_FILES = frozenset(
     {
@@ -122,7 +122,7 @@ def check_file_entry(entry: Any, where: str) -> None:
 
 def inside(folder: Path, name: str) -> Path:
     """``folder/name``, checked to resolve inside ``folder`` (a planted symlink cannot redirect a write)."""
-    if name not in ARTIFACT_FILES and name != MANIFEST:
+    if name not in ARTIFACT_FILES and name != VERSION_MANIFEST:
         raise ArtifactError(f"refusing to write {name!r}: not a file of the artifact")
     target = folder / name
     root = folder.resolve()

@@ -15,7 +15,6 @@ half-written ones from a crash). Arrays load with ``allow_pickle=False``.
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
@@ -30,13 +29,6 @@ def save_npy(url: str, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` at ``url`` atomically (no pickles)."""
     with storage.open_atomic(url) as handle:
         np.save(handle, array, allow_pickle=False)
-
-
-def load_npy(url: str) -> np.ndarray:
-    """Read a ``.npy`` file from any fsspec URL, refusing pickled objects."""
-    fs, path = storage.get_fs(url)
-    with fs.open(path, "rb") as handle:
-        return np.load(io.BytesIO(handle.read()), allow_pickle=False)
 
 
 def save_checkpoint(out_uri: str, name: str, v: np.ndarray, u: np.ndarray, state: dict[str, Any]) -> str:
@@ -70,8 +62,8 @@ def load_latest(out_uri: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] |
         return None
     folder = storage.join(root, name)
     state = storage.read_json(storage.join(folder, "state.json"))
-    v = load_npy(storage.join(folder, "input.npy"))
-    u = load_npy(storage.join(folder, "output.npy"))
+    v = storage.load_npy(storage.join(folder, "input.npy"))
+    u = storage.load_npy(storage.join(folder, "output.npy"))
     if v.shape != u.shape or v.dtype != np.float32:
         raise ValueError(
             f"checkpoint {folder} holds tables {v.shape}/{u.shape} {v.dtype}; delete it to restart"

@@ -122,7 +122,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class PublishConfig:
-    """Where and how a version is published (model/publish)."""
+    """Where and how a version is published (:mod:`corpus2vec.model.registry`)."""
 
     align_to_parent: bool = True  # orthogonal Procrustes onto the parent version
 
@@ -166,7 +166,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # when ranks summed their updates, which overshot at 1M) costs 7.4 MB per sync.
         "train": {"vector_size": 50, "epochs": 3, "nproc": 2, "sync_every": 100_000},
     },
-    # The reference settings of DESIGN.md (gensim skip-gram on the dev corpus).
+    # The reference settings: gensim's skip-gram defaults (sample 1e-4), on the dev corpus.
     "bench": {
         "vocab": {"min_count": 5},
         "pairs": {"window": 5, "negative": 5, "sample": 1e-4, "num_shards": 16},

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from corpus2vec.model.artifact import MANIFEST, ArtifactError, check_manifest, load_vectors, parse_vocab_tsv
+from corpus2vec.model.artifact import (
+    VERSION_MANIFEST,
+    ArtifactError,
+    check_manifest,
+    load_vectors,
+    parse_vocab_tsv,
+)
 
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
@@ -32,7 +38,7 @@ class Embeddings:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        where = self.path / MANIFEST
+        where = self.path / VERSION_MANIFEST
         try:
             manifest = json.loads(where.read_bytes())
         except ValueError as exc:

@@ -13,7 +13,6 @@ question: a 70k x 100 table evaluates in seconds instead of minutes.
 
 from __future__ import annotations
 
-import io
 import re
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ import numpy as np
 
 from corpus2vec.model import storage
 from corpus2vec.model.config import EvalConfig
+from corpus2vec.model.contracts import Eval, Train, Vocab, entry_for
 from corpus2vec.model.health import health_checks
 
 # word2vec's compute-accuracy counts the first five sections of questions-words as semantic.
@@ -307,88 +307,56 @@ def _headline(analogy: dict[str, Any], similarity: dict[str, Any]) -> dict[str, 
     return metrics
 
 
-def evaluate_run(train_uri: str, vocab_uri: str, cfg: EvalConfig, out_uri: str) -> dict[str, Any]:
-    """Evaluate a finished training run; writes ``report.json`` and ``report.md`` under ``out_uri``.
+def evaluate_run(
+    train_uri: str, vocab_uri: str, cfg: EvalConfig, out_uri: str, *, key: str = ""
+) -> dict[str, Any]:
+    """Evaluate a finished training run into ``out_uri`` and return the report.
 
-    Refuses a run whose vectors do not match the vocabulary (row count or the
-    vocab sha256 recorded by training), since every metric would be garbage.
+    Writes ``report.json``, ``report.md`` and, last, the eval ``_manifest.json``
+    (:class:`~corpus2vec.model.contracts.Eval`); a finished ``out_uri`` is read back,
+    not recomputed. Refuses a run whose vectors do not match the vocabulary (row
+    count or the vocab sha256 recorded by training), since every metric would be garbage.
     """
-    train_manifest = storage.require_manifest(train_uri, "train")
-    vocab_manifest = storage.require_manifest(vocab_uri, "vocab")
-    words, _ = read_vocab(vocab_uri)
-    vectors = load_npy(storage.join(train_uri, "vectors.npy"))
-    _check_run(train_uri, vocab_uri, train_manifest, vocab_manifest, len(vectors), len(words))
+    done = Eval.finished(out_uri)
+    if done is not None:
+        return done.report()
+    started = time.time()
+    train, vocab = Train.read(train_uri), Vocab.read(vocab_uri)
+    table = vocab.table()
+    if train.vocab_sha256 != vocab.vocab_sha256:
+        raise ValueError(
+            f"{train_uri} was trained on vocabulary {train.vocab_sha256[:12]} but {vocab_uri} is "
+            f"{vocab.vocab_sha256[:12]}; retrain it"
+        )
+    words = table.column("word").to_pylist()
+    vectors = train.vectors()
+    if len(vectors) != len(words):
+        raise ValueError(
+            f"{train_uri}/vectors.npy has {len(vectors)} rows but {vocab_uri}/vocab.parquet has "
+            f"{len(words)} words; the run was trained on another vocabulary, retrain it"
+        )
     report = evaluate_vectors(vectors, words, cfg)
     if cfg.health_gate:
-        train_metrics = _read_train_metrics(train_uri)
-        report["health"] = health_checks(vectors, train_metrics, vocab_manifest.get("total_tokens"), report)
+        report["health"] = health_checks(vectors, train.metrics(), vocab.total_tokens, report)
     report["run"] = {
         "train_uri": train_uri,
         "vocab_uri": vocab_uri,
-        "training": {k: v for k, v in train_manifest.items() if isinstance(v, (str, int, float, bool))},
+        "training": {
+            k: v for k, v in train.to_dict().items() if k != "key" and isinstance(v, (str, int, float, bool))
+        },
     }
     storage.write_bytes_atomic(storage.join(out_uri, "report.md"), render_markdown(report).encode())
     storage.write_json_atomic(storage.join(out_uri, "report.json"), report)
+    Eval(
+        files=tuple(entry_for(out_uri, n) for n in ("report.json", "report.md")),
+        key=key,
+        train_digest=train.digest,
+        vocab_digest=vocab.digest,
+        metrics=report["metrics"],
+        health_passed=report["health"]["passed"] if "health" in report else None,
+        seconds=round(time.time() - started, 3),
+    ).write(out_uri)
     return report
-
-
-def _read_train_metrics(train_uri: str) -> dict[str, Any]:
-    """The trainer's ``metrics.json`` (loss per epoch and curve); empty when the run has none."""
-    url = storage.join(train_uri, "metrics.json")
-    return storage.read_json(url) if storage.exists(url) else {}
-
-
-def _check_run(
-    train_uri: str, vocab_uri: str, train: dict[str, Any], vocab: dict[str, Any], rows: int, words: int
-) -> None:
-    if rows != words:
-        raise ValueError(
-            f"{train_uri}/vectors.npy has {rows} rows but {vocab_uri}/vocab.parquet has {words} words; "
-            "the run was trained on another vocabulary, retrain it"
-        )
-    want, got = train.get("vocab_sha256"), vocab_sha256(vocab)
-    if want and got and want != got:
-        raise ValueError(
-            f"{train_uri} was trained on vocabulary {want[:12]} but {vocab_uri} is {got[:12]}; retrain it"
-        )
-
-
-def vocab_sha256(manifest: dict[str, Any]) -> str | None:
-    """The vocabulary file's sha256 from a vocab manifest (top-level key or its file entry)."""
-    if manifest.get("sha256"):
-        return str(manifest["sha256"])
-    for entry in manifest.get("files", []):
-        if entry.get("path") == "vocab.parquet":
-            return str(entry.get("sha256"))
-    return None
-
-
-def read_vocab(vocab_uri: str) -> tuple[list[str], list[int]]:
-    """Words and counts of ``vocab.parquet`` in id order, checked against the declared schema."""
-    import pyarrow.parquet as pq
-
-    from corpus2vec.model.schemas import VOCAB_SCHEMA, check_schema
-
-    url = storage.join(vocab_uri, "vocab.parquet")
-    fs, path = storage.get_fs(url)
-    with fs.open(path, "rb") as handle:
-        table = pq.read_table(handle)
-    check_schema(table.schema, VOCAB_SCHEMA, url)
-    table = table.sort_by("id")
-    ids = table.column("id").to_numpy()
-    if len(ids) and (ids[0] != 0 or ids[-1] != len(ids) - 1):
-        raise ValueError(f"{url}: ids are not 0..V-1; rerun the count stage")
-    return table.column("word").to_pylist(), table.column("count").to_pylist()
-
-
-def load_npy(url: str) -> np.ndarray:
-    """A ``.npy`` array from any store URL; local files are memory-mapped instead of read."""
-    if storage.is_local(url):
-        fs, path = storage.get_fs(url)
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    fs, path = storage.get_fs(url)
-    with fs.open(path, "rb") as handle:
-        return np.load(io.BytesIO(handle.read()), allow_pickle=False)
 
 
 def render_markdown(report: dict[str, Any]) -> str:

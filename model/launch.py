@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from corpus2vec.model import storage
 from corpus2vec.model.config import TrainConfig
+from corpus2vec.model.contracts import Train
 
 _PROGRESS = "progress {"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -41,7 +42,13 @@ def free_port() -> int:
 
 
 def torchrun_command(
-    pairs_uri: str, vocab_uri: str, out_uri: str, cfg: TrainConfig, max_restarts: int, port: int
+    pairs_uri: str,
+    vocab_uri: str,
+    out_uri: str,
+    cfg: TrainConfig,
+    max_restarts: int,
+    port: int,
+    key: str = "",
 ) -> list[str]:
     """The ``python -m torch.distributed.run ... -m corpus2vec.model.train ...`` command line."""
     return [
@@ -64,6 +71,8 @@ def torchrun_command(
         out_uri,
         "--config",
         json.dumps(dataclasses.asdict(cfg)),
+        "--key",
+        key,
     ]
 
 
@@ -96,7 +105,8 @@ def launch_training(
     *,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     max_restarts: int = 1,
-) -> dict[str, Any]:
+    key: str = "",
+) -> Train:
     """Train with ``cfg.nproc`` local ranks under torchrun and return the train manifest.
 
     Does nothing when ``{out}/_manifest.json`` already exists. torchrun restarts
@@ -104,15 +114,15 @@ def launch_training(
     its last checkpoint. Raises RuntimeError with the failed rank and the last
     40 log lines when torchrun gives up.
     """
-    existing = storage.read_manifest(out_uri, "train")
+    existing = Train.finished(out_uri)
     if existing is not None:
         return existing
-    command = torchrun_command(pairs_uri, vocab_uri, out_uri, cfg, max_restarts, free_port())
+    command = torchrun_command(pairs_uri, vocab_uri, out_uri, cfg, max_restarts, free_port(), key)
     with _open_log(out_uri) as (log, log_name):
         code, tail = _run_streaming(command, worker_env(cfg), log, on_progress)
     if code != 0:
         raise RuntimeError(_failure_message(code, tail, log_name))
-    return storage.require_manifest(out_uri, "train")
+    return Train.read(out_uri)
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from typing import Any
 
 from corpus2vec.model import storage
 from corpus2vec.model.artifact import (
-    MANIFEST,
+    VERSION_MANIFEST,
     ArtifactError,
     check_manifest,
     inside,
@@ -101,7 +101,7 @@ def _resolve_digest(store: str, name: str, digest: str, base: Path) -> str:
     except Exception as exc:
         if not (is_unreachable(exc) or (isinstance(exc, FileNotFoundError) and _store_missing(store))):
             raise
-        for manifest in sorted(base.glob(f"*/{MANIFEST}")):
+        for manifest in sorted(base.glob(f"*/{VERSION_MANIFEST}")):
             version = manifest.parent.name
             if is_version(version):
                 try:
@@ -132,7 +132,7 @@ def _claim_folder(dest: Path) -> None:
 def _holds(dest: Path, name: str, version: str) -> bool:
     """Whether ``dest`` has a finished copy of exactly ``name@version`` (a reused ``--to`` may not)."""
     try:
-        manifest = json.loads((dest / MANIFEST).read_bytes())
+        manifest = json.loads((dest / VERSION_MANIFEST).read_bytes())
     except FileNotFoundError:
         return False
     except ValueError:  # unreadable: replaced below like another version's copy
@@ -211,7 +211,7 @@ def _download(store: str, name: str, version: str, dest: Path, digest: str | Non
     """Check the manifest, fetch its files with size and sha256 checks, then write the manifest last."""
     data = read_manifest_bytes(store, name, version)
     remote = storage.join(store, "embeddings", name, version)
-    where = storage.join(remote, MANIFEST)
+    where = storage.join(remote, VERSION_MANIFEST)
     if digest is not None and manifest_digest(data) != digest:
         raise ArtifactError(f"{where} has digest {manifest_digest(data)}, not {digest}; nothing was written")
     try:
@@ -224,14 +224,14 @@ def _download(store: str, name: str, version: str, dest: Path, digest: str | Non
     _clear_copy(dest)
     for entry in manifest["files"]:
         _fetch(storage.join(remote, entry["path"]), inside(dest, entry["path"]), entry)
-    _write_atomic(inside(dest, MANIFEST), data)  # the exact bytes: their digest is the content id
+    _write_atomic(inside(dest, VERSION_MANIFEST), data)  # the exact bytes: their digest is the content id
 
 
 def _clear_copy(dest: Path) -> None:
     """Remove the manifest and artifact files of an earlier copy (ours: only the fixed names)."""
     from corpus2vec.model.artifact import ARTIFACT_FILES
 
-    for fname in (MANIFEST, *sorted(ARTIFACT_FILES)):
+    for fname in (VERSION_MANIFEST, *sorted(ARTIFACT_FILES)):
         target = dest / fname
         if target.is_symlink() or target.is_file():
             target.unlink()
@@ -283,15 +283,19 @@ def check_cached(
     del verify
     fix = f"delete {dest} (model.pull.clear_cache) and pull again"
     try:
-        data = (dest / MANIFEST).read_bytes()
+        data = (dest / VERSION_MANIFEST).read_bytes()
         manifest = json.loads(data)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{dest} has no {MANIFEST}: not a finished copy; pull it again") from None
+        raise FileNotFoundError(
+            f"{dest} has no {VERSION_MANIFEST}: not a finished copy; pull it again"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{dest / MANIFEST} is not valid JSON ({exc}); {fix}") from None
+        raise ArtifactError(f"{dest / VERSION_MANIFEST} is not valid JSON ({exc}); {fix}") from None
     if digest is not None and manifest_digest(data) != digest:
-        raise ArtifactError(f"{dest / MANIFEST} has digest {manifest_digest(data)}, not {digest}; {fix}")
-    check_manifest(manifest, str(dest / MANIFEST), name, version)
+        raise ArtifactError(
+            f"{dest / VERSION_MANIFEST} has digest {manifest_digest(data)}, not {digest}; {fix}"
+        )
+    check_manifest(manifest, str(dest / VERSION_MANIFEST), name, version)
     for entry in manifest["files"]:
         path = inside(dest, entry["path"])
         if not path.is_file():
@@ -334,7 +338,7 @@ def load(ref: str, store: str | None = None, cache_dir: str | None = None) -> Em
     holding a ``manifest.json`` is opened directly.
     """
     local = Path(ref).expanduser()
-    if ("/" in ref or ref.startswith(".")) and (local / MANIFEST).exists():
+    if ("/" in ref or ref.startswith(".")) and (local / VERSION_MANIFEST).exists():
         check_cached(local)
         return Embeddings(local)
     store = store or os.environ.get("C2V_STORE")
@@ -348,7 +352,11 @@ def _find_cached(ref: str, cache_dir: str | None) -> Path:
     name, selector = parse_ref(ref)
     if not (is_version(selector) or is_digest(selector)):
         raise ValueError(f"{ref}: resolving an alias needs a store; pass store= or set C2V_STORE")
-    pattern = f"*/{name}/{selector}/{MANIFEST}" if is_version(selector) else f"*/{name}/*/{MANIFEST}"
+    pattern = (
+        f"*/{name}/{selector}/{VERSION_MANIFEST}"
+        if is_version(selector)
+        else f"*/{name}/*/{VERSION_MANIFEST}"
+    )
     hits, errors = [], []
     for manifest in sorted(cache_root(cache_dir).glob(pattern)):
         folder = manifest.parent
@@ -362,7 +370,7 @@ def _find_cached(ref: str, cache_dir: str | None) -> Path:
             errors.append(str(exc))
             continue
         hits.append(folder)
-    if len({_sha256(h / MANIFEST) for h in hits}) != 1:
+    if len({_sha256(h / VERSION_MANIFEST) for h in hits}) != 1:
         where = "no store's cache" if not hits else f"{len(hits)} stores' caches"
         why = f" ({errors[0]})" if errors and not hits else ""
         raise ValueError(f"{ref} is in {where}{why}; pass store= or set C2V_STORE")

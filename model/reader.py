@@ -44,9 +44,8 @@ import pyarrow.parquet as pq
 from numba import njit
 
 from corpus2vec.model import storage
+from corpus2vec.model.contracts import VOCAB_FILE, Pairs, Vocab
 from corpus2vec.model.schemas import check_schema, pairs_schema
-
-VOCAB_FILE = "vocab.parquet"
 
 
 class VocabMismatchError(ValueError):
@@ -78,44 +77,27 @@ class Batch:
         return self.center, self.context, self.negatives
 
 
-def check_inputs(pairs_uri: str, vocab_uri: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def check_inputs(pairs_uri: str, vocab_uri: str) -> tuple[Pairs, Vocab]:
     """The (pairs, vocab) manifests, after checking that the shards belong to this vocabulary.
 
     The vocab file is hashed again rather than trusting its manifest, because a
     swapped vocab.parquet would silently scramble every word's vector.
     """
-    pairs = storage.require_manifest(pairs_uri, "pairs")
-    vocab = storage.require_manifest(vocab_uri, "vocab")
+    pairs = Pairs.read(pairs_uri)
+    vocab = Vocab.read(vocab_uri)
     actual = storage.sha256_of(storage.join(vocab_uri, VOCAB_FILE))
-    if actual != vocab.get("sha256"):
+    if actual != vocab.vocab_sha256:
         raise VocabMismatchError(
             f"{storage.join(vocab_uri, VOCAB_FILE)} has sha256 {actual[:12]}… but its manifest says "
-            f"{str(vocab.get('sha256'))[:12]}…; the vocab stage output is corrupt, rerun it"
+            f"{vocab.vocab_sha256[:12]}…; the vocab stage output is corrupt, rerun it"
         )
-    if pairs.get("vocab_sha256") != actual:
+    if pairs.vocab_sha256 != actual:
         raise VocabMismatchError(
-            f"pairs at {pairs_uri} were built from vocab {str(pairs.get('vocab_sha256'))[:12]}… but "
+            f"pairs at {pairs_uri} were built from vocab {pairs.vocab_sha256[:12]}… but "
             f"{vocab_uri} is vocab {actual[:12]}…; rerun the pairs stage with this vocabulary "
             "or point --vocab at the one the pairs were made from"
         )
     return pairs, vocab
-
-
-def draw_count(manifest: dict[str, Any]) -> int:
-    """How many independent draws the pairs manifest holds (1 for single-draw outputs)."""
-    return int(manifest.get("draws", 1))
-
-
-def epoch_draw(manifest: dict[str, Any], epoch: int) -> int:
-    """The draw that epoch ``epoch`` reads."""
-    return epoch % draw_count(manifest)
-
-
-def epoch_pairs(manifest: dict[str, Any], epoch: int) -> int:
-    """Pairs in epoch ``epoch`` (all ranks): the size of the draw it reads."""
-    if "draw_pairs" in manifest:
-        return int(manifest["draw_pairs"][epoch_draw(manifest, epoch)])
-    return int(manifest["total_pairs"])
 
 
 class PairReader:
@@ -128,7 +110,7 @@ class PairReader:
     def __init__(
         self,
         pairs_uri: str,
-        manifest: dict[str, Any],
+        manifest: Pairs,
         vocab_size: int,
         *,
         rank: int = 0,
@@ -145,38 +127,37 @@ class PairReader:
         self.rank, self.world, self.seed = rank, world, seed
         self.batch_size, self.buffer_rows, self.prefetch = batch_size, buffer_rows, prefetch
         self.verify_sha256 = verify_sha256
-        self.negative = int(manifest["negative"])
+        self.negative = manifest.negative
         self._schema = pairs_schema(self.negative)
-        self._files = {f["path"]: f for f in manifest["files"]}
+        self._files = {f.path: f for f in manifest.files}
         self._verified: set[str] = set()
         self._row_groups = self._scan_row_groups()
 
     def _scan_row_groups(self) -> dict[str, list[RowGroup]]:
         """Row-group sizes of every listed file, after checking schema and row count."""
         out: dict[str, list[RowGroup]] = {}
-        for entry in self.manifest["files"]:
-            url = storage.join(self.uri, entry["path"])
+        for entry in self.manifest.files:
+            url = storage.join(self.uri, entry.path)
             fs, path = storage.get_fs(url)
             with fs.open(path, "rb") as handle:
                 meta = pq.ParquetFile(handle)
                 check_schema(meta.schema_arrow, self._schema, url)
                 groups = [
-                    RowGroup(entry["path"], i, meta.metadata.row_group(i).num_rows)
+                    RowGroup(entry.path, i, meta.metadata.row_group(i).num_rows)
                     for i in range(meta.num_row_groups)
                 ]
-            if "rows" in entry and sum(g.rows for g in groups) != int(entry["rows"]):
+            if entry.rows is not None and sum(g.rows for g in groups) != entry.rows:
                 raise ValueError(
-                    f"{url} has {sum(g.rows for g in groups)} rows but the manifest lists {entry['rows']}; "
+                    f"{url} has {sum(g.rows for g in groups)} rows but the manifest lists {entry.rows}; "
                     "the pairs output is inconsistent, rerun the pairs stage"
                 )
-            out[entry["path"]] = groups
+            out[entry.path] = groups
         return out
 
     def assignment(self, epoch: int, rank: int | None = None) -> list[RowGroup]:
         """The row groups ``rank`` (default: this reader's) reads in ``epoch``, in reading order."""
         rank = self.rank if rank is None else rank
-        draw = epoch_draw(self.manifest, epoch)
-        paths = [f["path"] for f in self.manifest["files"] if int(f.get("draw", 0)) == draw]
+        paths = [f.path for f in self.manifest.shards(self.manifest.draw_of(epoch))]
         if len(paths) >= self.world:
             units: list[list[RowGroup]] = [self._row_groups[p] for p in paths]
         else:
@@ -270,9 +251,9 @@ class PairReader:
     def _verify(self, rel: str, url: str) -> None:
         if not self.verify_sha256 or rel in self._verified:
             return
-        expected = self._files[rel].get("sha256")
+        expected = self._files[rel].sha256
         actual = storage.sha256_of(url)
-        if expected and actual != expected:
+        if actual != expected:
             raise ValueError(
                 f"{url} has sha256 {actual[:12]}… but the pairs manifest lists {expected[:12]}…; "
                 "the shard changed after the pairs stage finished, rerun it"

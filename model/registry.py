@@ -1,6 +1,6 @@
 """The embedding registry: publish versions behind a quality gate, list, resolve, promote, diff.
 
-Layout under one store root (DESIGN.md "Store layout")::
+Layout under one store root (stage folders are in :mod:`corpus2vec.flows.stages`)::
 
     {store}/embeddings/{name}/{version}/       vectors.bin vectors.npy vocab.tsv report.json
                                                [output_vectors.npy rotation.npy drift.json] manifest.json
@@ -37,7 +37,7 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +45,7 @@ from corpus2vec.model import health, storage
 from corpus2vec.model.artifact import (
     DIGEST_PREFIX,
     MAX_MANIFEST_BYTES,
+    VERSION_MANIFEST,
     ArtifactError,
     check_manifest,
     is_digest,
@@ -57,7 +58,6 @@ from corpus2vec.model.config import EvalConfig, PublishConfig
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 _NAME_RE = re.compile(NAME_PATTERN)
 _VERSION_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
-MANIFEST = "manifest.json"
 LATEST = "latest"
 _CLAIM = ".claim"
 _ALIAS_RETRIES = 20
@@ -147,7 +147,7 @@ def resolve(store: str, ref: str) -> tuple[str, str]:
     if is_digest(selector):
         return name, find_digest(store, name, selector)
     if is_version(selector):
-        fs, path = fresh_fs(storage.join(version_uri(store, name, selector), MANIFEST))
+        fs, path = fresh_fs(storage.join(version_uri(store, name, selector), VERSION_MANIFEST))
         if not fs.exists(path):
             raise FileNotFoundError(
                 f"{name}@{selector} is not published in {store} (no manifest); "
@@ -204,7 +204,7 @@ def check_alias(record: Any, url: str) -> dict[str, Any]:
 def read_manifest_bytes(store: str, name: str, version: str) -> bytes:
     """The raw bytes of a version's ``manifest.json`` (read at most the size cap, so a huge
     object cannot exhaust memory); FileNotFoundError when the version is not published."""
-    url = storage.join(version_uri(store, name, version), MANIFEST)
+    url = storage.join(version_uri(store, name, version), VERSION_MANIFEST)
     fs, path = fresh_fs(url)
     try:
         with fs.open(path, "rb") as handle:
@@ -222,7 +222,7 @@ def read_manifest_bytes(store: str, name: str, version: str) -> bytes:
 def load_manifest(store: str, name: str, version: str) -> tuple[dict[str, Any], str]:
     """A version's manifest, checked against the artifact contract and the ref, and its digest."""
     data = read_manifest_bytes(store, name, version)
-    where = storage.join(version_uri(store, name, version), MANIFEST)
+    where = storage.join(version_uri(store, name, version), VERSION_MANIFEST)
     try:
         manifest = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -256,7 +256,7 @@ def list_versions(store: str, name: str) -> list[dict[str, Any]]:
     fs, path = fresh_fs(root)
     aliases = _aliases_by_version(store, name)
     out = []
-    for manifest_path in sorted(fs.glob(f"{path}/*/{MANIFEST}")):
+    for manifest_path in sorted(fs.glob(f"{path}/*/{VERSION_MANIFEST}")):
         version = manifest_path.rstrip("/").split("/")[-2]
         if not is_version(version):
             continue
@@ -300,7 +300,7 @@ def list_names(store: str) -> list[str]:
     """Names with at least one published version."""
     fs, path = fresh_fs(storage.join(store, "embeddings"))
     names = set()
-    for manifest_path in fs.glob(f"{path}/*/*/{MANIFEST}"):
+    for manifest_path in fs.glob(f"{path}/*/*/{VERSION_MANIFEST}"):
         name, version = manifest_path.rstrip("/").split("/")[-3:-1]
         if _NAME_RE.fullmatch(name) and is_version(version):
             names.add(name)
@@ -531,30 +531,14 @@ def require_conditional_writes(url: str) -> None:
         raise RuntimeError(_NO_CAS.format(url=url, protocol="/".join(protocols)))
 
 
-class HashingWriter:
-    """A write-only file wrapper that counts bytes and computes sha256 on the way through."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle, self.bytes, self.digest = handle, 0, hashlib.sha256()
-
-    def write(self, data: bytes | memoryview) -> int:
-        self.digest.update(data)
-        self.bytes += len(data)
-        self.handle.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-
-def write_file(dir_url: str, name: str, produce: Callable[[HashingWriter], Any]) -> dict[str, Any]:
+def write_file(dir_url: str, name: str, produce: Callable[[storage.HashingWriter], Any]) -> dict[str, Any]:
     """Stream one file into ``dir_url`` and return its manifest entry (path, bytes, sha256).
 
     The file appears atomically (:func:`corpus2vec.model.storage.open_atomic`), so a failed
     write leaves nothing behind that a reader could take for a finished file.
     """
     with storage.open_atomic(storage.join(dir_url, name)) as handle:
-        writer = HashingWriter(handle)
+        writer = storage.HashingWriter(handle)
         produce(writer)
     return {"path": name, "bytes": writer.bytes, "sha256": writer.digest.hexdigest()}
 
@@ -813,21 +797,21 @@ def _write_version(target: str, meta: dict[str, Any], payload: dict[str, Any]) -
     files = [write_file(target, name, produce) for name, produce in _producers(payload)]
     manifest = {**meta, "files": sorted(files, key=lambda f: f["path"])}
     data = _json_bytes(manifest)
-    if not create_exclusive(storage.join(target, MANIFEST), data):
+    if not create_exclusive(storage.join(target, VERSION_MANIFEST), data):
         raise FileExistsError(
-            f"{target}/{MANIFEST} appeared while publishing; the version was not overwritten"
+            f"{target}/{VERSION_MANIFEST} appeared while publishing; the version was not overwritten"
         )
     return manifest_digest(data)
 
 
-def _producers(payload: dict[str, Any]) -> list[tuple[str, Callable[[HashingWriter], Any]]]:
+def _producers(payload: dict[str, Any]) -> list[tuple[str, Callable[[storage.HashingWriter], Any]]]:
     """(file name, writer) for every file of a version; optional files only when there is content."""
     from corpus2vec.model.word2vec_format import write_word2vec_binary
 
     words, counts = payload["words"], payload["counts"]
     vectors = np.ascontiguousarray(payload["vectors"], dtype=np.float32)
     vocab = "".join(f"{w}\t{c}\n" for w, c in zip(words, counts, strict=True)).encode()
-    out: list[tuple[str, Callable[[HashingWriter], Any]]] = [
+    out: list[tuple[str, Callable[[storage.HashingWriter], Any]]] = [
         ("vectors.npy", lambda h: np.save(h, vectors, allow_pickle=False)),
         ("vectors.bin", lambda h: write_word2vec_binary(h, words, vectors)),
         ("vocab.tsv", lambda h: h.write(vocab)),

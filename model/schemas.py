@@ -1,4 +1,4 @@
-"""On-disk schemas, declared once (DESIGN.md "Data contracts").
+"""On-disk Parquet schemas, declared once (the manifests are in :mod:`corpus2vec.model.contracts`).
 
 Writers cast to these before writing and readers check them, so no stage ever
 infers a schema from data. Only pyarrow is imported: the Spark jobs, the trainer
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-# Tokenized corpus (runs/{id}/tokens/): one row per sentence, windows never cross rows.
+# Tokenized corpus (stages/tokens/{key}/): one row per sentence, windows never cross rows.
 TOKENS_SCHEMA = pa.schema(
     [
         pa.field("doc_id", pa.string(), nullable=False),  # stable id: source URI + record, or content hash
@@ -18,7 +18,7 @@ TOKENS_SCHEMA = pa.schema(
     ]
 )
 
-# Vocabulary (runs/{id}/vocab/vocab.parquet): ids 0..V-1 by descending count, ties by word.
+# Vocabulary (stages/vocab/{key}/vocab.parquet): ids 0..V-1 by descending count, ties by word.
 VOCAB_SCHEMA = pa.schema(
     [
         pa.field("id", pa.int32(), nullable=False),

@@ -5,9 +5,8 @@ a laptop folder (``/tmp/store`` or ``file://...``) and object storage
 (``s3://bucket/prefix``; s3fs takes credentials and ``AWS_ENDPOINT_URL`` from the
 environment, never from code or manifests).
 
-A stage directory is finished when its ``_manifest.json`` exists. The manifest
-is written last and lists every file it covers with rows, bytes and sha256, so a
-reader that follows the manifest never sees a half-written output.
+A stage directory is finished when its ``_manifest.json`` exists; what the
+manifests hold and the one reader of each is :mod:`corpus2vec.model.contracts`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import os
 import posixpath
 import re
 import tempfile
-import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -27,7 +25,6 @@ from typing import Any, BinaryIO
 import fsspec
 from fsspec.core import url_to_fs
 
-MANIFEST = "_manifest.json"
 _CHUNK = 1 << 20
 
 
@@ -124,51 +121,51 @@ def sha256_of(url: str) -> str:
     return digest.hexdigest()
 
 
-def file_entry(dir_url: str, name: str, rows: int | None = None) -> dict[str, Any]:
-    """A manifest entry for ``dir_url/name``: path relative to the stage dir, bytes, sha256, rows."""
-    url = join(dir_url, name)
-    fs, path = get_fs(url)
-    entry: dict[str, Any] = {"path": name, "bytes": int(fs.size(path)), "sha256": sha256_of(url)}
-    if rows is not None:
-        entry["rows"] = int(rows)
-    return entry
+class HashingWriter:
+    """A write-only file wrapper that counts and sha256-hashes the bytes on the way through.
 
-
-def write_manifest(dir_url: str, kind: str, files: list[dict[str, Any]], **meta: Any) -> dict[str, Any]:
-    """Write ``dir_url/_manifest.json`` last, marking the stage finished, and return it.
-
-    ``files`` are :func:`file_entry` dicts; ``meta`` holds stage facts (counts, config,
-    parameters). ``created_at`` is kept out of the checksummed file list on purpose.
+    Parquet writers and ``np.save`` stream into it, so a file's manifest entry
+    costs no second read.
     """
-    manifest = {
-        "kind": kind,
-        "files": sorted(files, key=lambda f: f["path"]),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **meta,
-    }
-    write_json_atomic(join(dir_url, MANIFEST), manifest)
-    return manifest
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.bytes = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        self.bytes += len(memoryview(data))
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def tell(self) -> int:
+        return self.bytes
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:  # the atomic handle is closed (and committed) by its owner
+        self.closed = True
 
 
-def read_manifest(dir_url: str, kind: str | None = None) -> dict[str, Any] | None:
-    """The stage manifest, or None when the stage has not finished."""
-    url = join(dir_url, MANIFEST)
-    if not exists(url):
-        return None
-    manifest = read_json(url)
-    if kind is not None and manifest.get("kind") != kind:
-        raise ValueError(f"{url} is a {manifest.get('kind')!r} manifest, expected {kind!r}")
-    return manifest
+def load_npy(url: str, *, mmap: bool = False) -> Any:
+    """A ``.npy`` array from any store URL, never unpickling.
 
+    ``mmap``: memory-map a local file read-only instead of reading it (large vector tables).
+    """
+    import io
 
-def require_manifest(dir_url: str, kind: str) -> dict[str, Any]:
-    """The manifest of a stage that must already have finished, or a clear error."""
-    manifest = read_manifest(dir_url, kind)
-    if manifest is None:
-        raise FileNotFoundError(
-            f"{dir_url} has no {MANIFEST}: the {kind} stage has not finished there; run it first"
-        )
-    return manifest
+    import numpy as np
+
+    fs, path = get_fs(url)
+    if mmap and is_local(url):
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    with fs.open(path, "rb") as handle:
+        return np.load(io.BytesIO(handle.read()), allow_pickle=False)
 
 
 def remove(url: str) -> None:
@@ -213,7 +210,7 @@ def clear_unfinished(dir_url: str, own: re.Pattern[str] = STAGE_LEFTOVERS) -> No
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
         raise ValueError(
             f"output {dir_url} holds files this stage did not write ({shown}{more}) and has no "
-            f"{MANIFEST}; nothing was deleted. Choose an empty or new folder for the output, "
+            "_manifest.json; nothing was deleted. Choose an empty or new folder for the output, "
             "or move those files away yourself"
         )
     for child in mine:

@@ -134,7 +134,8 @@ import torch.distributed as dist
 
 from corpus2vec.model import checkpoint, storage
 from corpus2vec.model.config import SYNC_PAIRS_TOTAL, PipelineConfig, TrainConfig
-from corpus2vec.model.reader import Batch, PairReader, check_inputs, draw_count, epoch_pairs
+from corpus2vec.model.contracts import Train, entry_for
+from corpus2vec.model.reader import Batch, PairReader, check_inputs
 from corpus2vec.model.sgns import SGNS, init_tables
 
 PROGRESS_EVERY_S = 2.0
@@ -190,6 +191,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pairs", required=True, help="pairs stage dir (has _manifest.json)")
     parser.add_argument("--vocab", required=True, help="vocab stage dir (has vocab.parquet)")
     parser.add_argument("--out", required=True, help="training output dir")
+    parser.add_argument("--key", default="", help="the stage key recorded in the manifest (set by the flow)")
     parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON, or @path.json")
     parser.add_argument(
         "--stop-after-pairs",
@@ -276,9 +278,9 @@ class Trainer:
         self.device, self.backend, self.kernel = pick_device(cfg, env)
         self.threads = thread_count(cfg, env)
         self.pairs_manifest, self.vocab_manifest = check_inputs(args.pairs, args.vocab)
-        self.vocab_size = int(self.vocab_manifest["vocab_size"])
-        self.total_pairs = int(self.pairs_manifest["total_pairs"])  # all draws: identifies the pairs
-        self.pairs_per_epoch = [epoch_pairs(self.pairs_manifest, e) for e in range(cfg.epochs)]
+        self.vocab_size = self.vocab_manifest.vocab_size
+        self.total_pairs = self.pairs_manifest.total_pairs  # all draws: identifies the pairs
+        self.pairs_per_epoch = [self.pairs_manifest.epoch_pairs(e) for e in range(cfg.epochs)]
         batch = cfg.batch_size if self.kernel == "torch" else max(cfg.batch_size, NUMBA_BATCH)
         self.reader = PairReader(
             args.pairs,
@@ -322,7 +324,7 @@ class Trainer:
 
     def _check_resumable(self, state: dict[str, Any], shape: tuple[int, ...]) -> None:
         changed = [k for k in _RESUME_KEYS if state["config"].get(k) != getattr(self.cfg, k)]
-        if state["vocab_sha256"] != self.pairs_manifest["vocab_sha256"] or shape[0] != self.vocab_size:
+        if state["vocab_sha256"] != self.pairs_manifest.vocab_sha256 or shape[0] != self.vocab_size:
             changed.append("vocabulary")
         if state["total_pairs"] != self.total_pairs:
             changed.append("pairs")
@@ -464,7 +466,7 @@ class Trainer:
             f"train: world={self.env.world} backend={self.backend} kernel={self.kernel} "
             f"threads={self.threads} V={self.vocab_size} d={self.cfg.vector_size} "
             f"pairs/epoch={self.pairs_per_epoch[0]} epochs={self.cfg.epochs} "
-            f"draws={draw_count(self.pairs_manifest)}"
+            f"draws={self.pairs_manifest.draws}"
             + (f" resumed at epoch {resumed['epoch']} fraction {resumed['fraction']}" if resumed else ""),
             file=sys.stderr,
             flush=True,
@@ -498,7 +500,7 @@ class Trainer:
         state = {
             "config": asdict(self.cfg),
             "world_size": self.env.world,
-            "vocab_sha256": self.pairs_manifest["vocab_sha256"],
+            "vocab_sha256": self.pairs_manifest.vocab_sha256,
             "total_pairs": self.total_pairs,
             "counters": asdict(self.counters),
             "rng": {
@@ -515,7 +517,7 @@ class Trainer:
 
     # -- outputs -------------------------------------------------------------------------
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> Train:
         """Rank 0: write vectors, metrics and, last, the train manifest; then drop the checkpoints."""
         cfg = self.cfg
         v = self.model.v.cpu().numpy()
@@ -525,27 +527,30 @@ class Trainer:
         checkpoint.save_npy(storage.join(self.out, "output_vectors.npy"), u)
         metrics = self._metrics()
         storage.write_json_atomic(storage.join(self.out, "metrics.json"), metrics)
-        files = [
-            storage.file_entry(self.out, n) for n in ("vectors.npy", "output_vectors.npy", "metrics.json")
-        ]
-        pairs_info = {
-            k: self.pairs_manifest.get(k) for k in ("negative", "window", "sample", "ns_exponent", "seed")
-        }
-        manifest = storage.write_manifest(
-            self.out,
-            "train",
-            files,
-            vocab_sha256=self.pairs_manifest["vocab_sha256"],
+        pairs = self.pairs_manifest
+        manifest = Train(
+            files=tuple(
+                entry_for(self.out, n) for n in ("vectors.npy", "output_vectors.npy", "metrics.json")
+            ),
+            key=self.args.key,
+            pairs_digest=pairs.digest,
+            vocab_digest=self.vocab_manifest.digest,
+            vocab_sha256=pairs.vocab_sha256,
             vocab_size=self.vocab_size,
             vector_size=cfg.vector_size,
-            pairs={"uri": self.args.pairs, "total_pairs": self.total_pairs, **pairs_info},
+            pairs_uri=self.args.pairs,
             vocab_uri=self.args.vocab,
+            total_pairs=self.total_pairs,
             config=asdict(cfg),
-            **{k: metrics[k] for k in ("world_size", "backend", "kernel", "seconds", "pairs_per_s")},
+            world_size=metrics["world_size"],
+            backend=metrics["backend"],
+            kernel=metrics["kernel"],
+            seconds=metrics["seconds"],
+            pairs_per_s=metrics["pairs_per_s"],
             pairs_trained=metrics["pairs"],
             bytes_communicated=metrics["bytes_communicated"],
             final_loss=metrics["final_loss"],
-        )
+        ).write(self.out)
         storage.remove(storage.join(self.out, "checkpoints"))
         return manifest
 
@@ -576,9 +581,9 @@ class Trainer:
         }
 
 
-def train(args: argparse.Namespace, cfg: TrainConfig, env: DistEnv) -> dict[str, Any] | None:
+def train(args: argparse.Namespace, cfg: TrainConfig, env: DistEnv) -> Train | None:
     """Run (or resume) training for this rank; rank 0 returns the train manifest when finished."""
-    existing = storage.read_manifest(args.out, "train")
+    existing = Train.finished(args.out)
     if existing is not None:
         if env.rank == 0:
             print(f"train: {args.out} is already finished; nothing to do", file=sys.stderr, flush=True)

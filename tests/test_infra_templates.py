@@ -268,16 +268,14 @@ def test_s3_credentials_from_a_secret_block_never_leak(
     cfg = load_config("tiny", overrides)
     # The expensive stages run locally (the flow skips finished stages), then move to S3.
     local = str(tmp_path / "local-store")
-    layout = stages.RunLayout(
-        local, stages.run_id_for(stages.fingerprint_inputs([str(small_corpus)], cfg), cfg)
-    )
+    layout = stages.layout_for(local, stages.fingerprint_inputs([str(small_corpus)], cfg), cfg)
     stages.tokenize(spark, [str(small_corpus)], layout, cfg)
     stages.count(spark, layout, cfg)
     stages.pairs(spark, layout, cfg)
     stages.train(layout.stage("pairs"), layout.stage("vocab"), layout.stage("train"), cfg)
     store = f"{s3_bucket}/store"
     uploader = s3fs.S3FileSystem(key=key_id, secret=secret, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    uploader.put(layout.root, f"{store.removeprefix('s3://')}/runs/{layout.run_id}", recursive=True)
+    uploader.put(f"{local}/stages", f"{store.removeprefix('s3://')}/stages", recursive=True)
 
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     env.pop("PREFECT_API_URL", None)

@@ -33,6 +33,7 @@ import pytest
 
 from corpus2vec.flows import pretrain
 from corpus2vec.flows.pretrain import StageFailed, is_transient, stage_errors
+from corpus2vec.model.contracts import KINDS, Pairs, Train
 from tests.conftest import ROOT
 
 # Same settings in both scenarios, so both map to the same run fingerprint. Checkpoints at
@@ -163,14 +164,20 @@ def run_to_end(corpus: Path, store: Path, env: dict[str, str]) -> dict[str, Any]
     return json.loads(out)
 
 
+def stage_dir(store: Path, stage: str) -> Path:
+    """The one folder of ``stage`` in a store these tests ran one configuration into."""
+    found = sorted((store / "stages" / stage).glob("*")) if (store / "stages" / stage).exists() else []
+    assert len(found) <= 1, f"{stage}: more than one key in {store}: {found}"
+    return found[0] if found else store / "stages" / stage / "not-started"
+
+
 def kill_when(corpus: Path, store: Path, env: dict[str, str], ready: Callable[[Path], bool]) -> None:
-    """Start a run, SIGKILL its whole tree as soon as ``ready(run_dir)``; fail if it never is."""
+    """Start a run, SIGKILL its whole tree as soon as ``ready(store)``; fail if it never is."""
     proc = start_run(corpus, store, env)
     deadline = time.monotonic() + KILL_TIMEOUT_S
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            runs = list((store / "runs").glob("*")) if (store / "runs").exists() else []
-            if runs and ready(runs[0]):
+            if ready(store):
                 return
             time.sleep(0.02)
         _, err = proc.communicate(timeout=5) if proc.poll() is not None else ("", "")
@@ -179,25 +186,25 @@ def kill_when(corpus: Path, store: Path, env: dict[str, str], ready: Callable[[P
         kill_machine(proc)
 
 
-def in_pairs(run: Path) -> bool:
+def in_pairs(store: Path) -> bool:
     """Vocabulary finished, pair shards being written, pairs not finished."""
-    pairs = run / "pairs"
+    pairs = stage_dir(store, "pairs")
     return (
-        (run / "vocab" / "_manifest.json").exists()
+        (stage_dir(store, "vocab") / "_manifest.json").exists()
         and pairs.exists()
         and not (pairs / "_manifest.json").exists()
     )
 
 
-def in_training(run: Path) -> bool:
+def in_training(store: Path) -> bool:
     """A checkpoint past the first epoch exists and training has not finished."""
-    pointer = run / "train" / "checkpoints" / "latest.json"
-    if not pointer.exists() or (run / "train" / "_manifest.json").exists():
+    train = stage_dir(store, "train")
+    pointer = train / "checkpoints" / "latest.json"
+    if not pointer.exists() or (train / "_manifest.json").exists():
         return False
     with contextlib.suppress(ValueError, OSError):
         pairs_done = int(json.loads(pointer.read_text())["name"].split("-")[1])
-        pairs = json.loads((run / "pairs" / "_manifest.json").read_text())
-        epoch = pairs.get("draw_pairs", [pairs["total_pairs"]])[0]
+        epoch = Pairs.read(str(stage_dir(store, "pairs"))).epoch_pairs(0)
         return pairs_done > epoch  # mid-run: more than one epoch of six done
     return False
 
@@ -206,21 +213,21 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def manifest_mtimes(run: Path, stages: tuple[str, ...]) -> dict[str, float]:
-    return {s: (run / s / "_manifest.json").stat().st_mtime for s in stages}
+def manifest_mtimes(store: Path, stages: tuple[str, ...]) -> dict[str, float]:
+    return {s: (stage_dir(store, s) / "_manifest.json").stat().st_mtime for s in stages}
 
 
 def assert_clean(store: Path, summary: dict[str, Any]) -> Path:
     """One version, no candidates or leftovers; every stage folder holds exactly its manifest's files."""
     names = store / "embeddings" / "resume"
     assert sorted(p.name for p in names.iterdir()) == sorted(["aliases", summary["version"]])
-    run = store / "runs" / summary["run_id"]
-    assert [p.name for p in (store / "runs").iterdir()] == [summary["run_id"]]
-    for stage in ("tokens", "vocab", "pairs"):
-        listed = {f["path"] for f in json.loads((run / stage / "_manifest.json").read_text())["files"]}
-        present = {str(p.relative_to(run / stage)) for p in (run / stage).rglob("*") if p.is_file()}
-        assert present - {"_manifest.json"} == listed, f"{stage}: stray or missing files"
-    assert not (run / "train" / "checkpoints").exists()
+    for stage in ("tokens", "vocab", "pairs", "train", "eval"):
+        folder = stage_dir(store, stage)
+        assert str(folder) == summary["stages"][stage]["uri"]
+        listed = {f.path for f in KINDS[stage].read(str(folder)).files}
+        present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+        assert present - {"_manifest.json", "train.log"} == listed, f"{stage}: stray or missing files"
+    assert not (stage_dir(store, "train") / "checkpoints").exists()
     return names / summary["version"]
 
 
@@ -239,14 +246,13 @@ def killed_runs(tmp_path_factory: pytest.TempPathFactory, small_corpus: Path) ->
         store = root / scenario
         started = time.monotonic()
         kill_when(small_corpus, store, env, ready)
-        run = next((store / "runs").iterdir())
-        before = manifest_mtimes(run, kept)
+        before = manifest_mtimes(store, kept)
         summary = run_to_end(small_corpus, store, env)
         out[scenario] = {
             "store": store,
             "summary": summary,
             "kept_before": before,
-            "kept_after": manifest_mtimes(run, kept),
+            "kept_after": manifest_mtimes(store, kept),
             "seconds": time.monotonic() - started,
         }
     return out
@@ -256,13 +262,10 @@ def killed_runs(tmp_path_factory: pytest.TempPathFactory, small_corpus: Path) ->
 def test_rerun_resumes_at_the_killed_stage(killed_runs: dict[str, Any]) -> None:
     for scenario, result in killed_runs.items():
         assert result["kept_after"] == result["kept_before"], f"{scenario}: a finished stage was redone"
-    train = (
-        Path(killed_runs["train"]["summary"]["store"]) / "runs" / killed_runs["train"]["summary"]["run_id"]
-    )
-    metrics = json.loads((train / "train" / "metrics.json").read_text())
+    metrics = Train.read(killed_runs["train"]["summary"]["stages"]["train"]["uri"]).metrics()
     assert metrics["resumed_from"] is not None and metrics["resumed_from"]["pairs_trained"] > 0
-    pairs_run = Path(killed_runs["pairs"]["store"]) / "runs" / killed_runs["pairs"]["summary"]["run_id"]
-    assert json.loads((pairs_run / "train" / "metrics.json").read_text())["resumed_from"] is None
+    unbroken = Train.read(killed_runs["pairs"]["summary"]["stages"]["train"]["uri"]).metrics()
+    assert unbroken["resumed_from"] is None
 
 
 @pytest.mark.slow
@@ -270,11 +273,8 @@ def test_resumed_runs_publish_identical_vectors_and_nothing_twice(killed_runs: d
     a, b = killed_runs["pairs"], killed_runs["train"]
     assert a["summary"]["run_id"] == b["summary"]["run_id"]
     version_a, version_b = assert_clean(a["store"], a["summary"]), assert_clean(b["store"], b["summary"])
-    run_id = a["summary"]["run_id"]
-    shards = [
-        json.loads((s["store"] / "runs" / run_id / "pairs" / "_manifest.json").read_text())["files"]
-        for s in (a, b)
-    ]
+    assert a["summary"]["stages"]["pairs"]["key"] == b["summary"]["stages"]["pairs"]["key"]
+    shards = [Pairs.read(s["summary"]["stages"]["pairs"]["uri"]).files for s in (a, b)]
     assert shards[0] == shards[1], "pairs redone after a kill differ from uninterrupted pairs"
     assert sha256(version_a / "vectors.npy") == sha256(version_b / "vectors.npy"), (
         "training resumed from a checkpoint is not bitwise equal to uninterrupted training"

@@ -8,15 +8,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from corpus2vec.flows.cli import app
 from corpus2vec.model import storage
-from corpus2vec.model.schemas import VOCAB_SCHEMA
 from tests.model.embedding_helpers import publish_table, random_table
+from tests.model.pairs_fixtures import write_train, write_vocab
 
 runner = CliRunner()
 
@@ -78,14 +77,8 @@ def test_publish_list_and_show_print_the_content_digest(store: str) -> None:
 def _train_stage(root: Path, words: list[str], vectors: np.ndarray) -> tuple[str, str, str]:
     """A finished train stage, vocab stage and report, as `corpus2vec publish` takes them."""
     train, vocab = root / "train", root / "vocab"
-    train.mkdir()
-    vocab.mkdir()
-    np.save(train / "vectors.npy", vectors)
-    storage.write_manifest(str(train), "train", [], world_size=1, pairs_trained=0)
-    table = pa.table(
-        {"id": list(range(len(words))), "word": words, "count": [10] * len(words)}, schema=VOCAB_SCHEMA
-    )
-    pq.write_table(table, vocab / "vocab.parquet")
+    manifest = write_vocab(str(vocab), words, np.full(len(words), 10))
+    write_train(str(train), vectors, manifest, pairs_trained=0)
     report = root / "report.json"
     report.write_text(json.dumps({"metrics": {"analogy": 0.5, "wordsim353": 0.6}}))
     return str(train), str(vocab), str(report)
@@ -171,7 +164,7 @@ def test_lineage_and_stage_manifests_hold_no_credentials(spark, http_corpus: str
     assert inputs["files"][0]["url"] == http_corpus.replace("bob:hunter2@", "")
     out = tmp_path / "tokens"
     manifest = run_tokenize(spark, [http_corpus], str(out), CorpusConfig(num_parts=1))
-    assert manifest["tokens"] > 0 and manifest["rejected_files"] == 0
+    assert manifest.tokens > 0 and manifest.rejected_files == 0
     recorded = (out / "_manifest.json").read_text() + json.dumps(inputs)
     ids = pq.read_table(out / "part-00000.parquet", columns=["doc_id"]).column("doc_id").to_pylist()
     assert "hunter2" not in recorded and not any("hunter2" in i for i in ids)

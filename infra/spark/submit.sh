@@ -14,7 +14,7 @@
 #
 # Example (standalone cluster, store on S3, credentials from the environment):
 #   infra/spark/submit.sh --master spark://spark-master:7077 tokenize \
-#       s3://crawl/CC-MAIN-2024-51/wet.paths.gz --out s3://c2v/store/runs/manual/tokens --preset web
+#       s3://crawl/CC-MAIN-2024-51/wet.paths.gz --out s3://c2v/store/manual/tokens --preset web
 #
 # Ships corpus2vec.jobs and the corpus2vec.model modules they import (config, schemas,
 # storage; never the trainer) as one zip via --py-files (infra/spark/pyfiles.py)

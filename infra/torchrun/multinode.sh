@@ -2,8 +2,8 @@
 # SGNS training across nodes with torchrun: run this on every node with the same arguments.
 #
 #   NNODES=4 NODE_RANK=$i MASTER_ADDR=10.0.0.5 infra/torchrun/multinode.sh \
-#       --pairs s3://c2v/store/runs/RUN/pairs --vocab s3://c2v/store/runs/RUN/vocab \
-#       --out s3://c2v/store/runs/RUN/train [--preset web] [--set k=v ...] [--dry-run]
+#       --pairs s3://c2v/store/stages/pairs/KEY --vocab s3://c2v/store/stages/vocab/KEY \
+#       --out s3://c2v/store/stages/train/KEY [--preset web] [--set k=v ...] [--dry-run]
 #
 # Environment:
 #   NNODES          number of nodes (default 1)

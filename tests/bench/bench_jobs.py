@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from corpus2vec.jobs.session import get_spark
     from corpus2vec.jobs.tokenize import run_tokenize
     from corpus2vec.model.config import load_config
+    from corpus2vec.model.contracts import Tokens
 
     cfg = load_config(args.preset, args.overrides)
     out = Path(args.out).resolve()
@@ -174,7 +175,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         manifest = stage()
         seconds = time.time() - started
         sampler.sample()
-        tokens = manifest.get("tokens", tokens)
+        if isinstance(manifest, Tokens):  # count and pairs report the tokens stage's count
+            tokens = manifest.tokens
         row = {"stage": name, "seconds": seconds, "cpu": sampler.cpu_seconds(), "tokens": tokens}
         row["cpu_jvm"] = sampler.cpu_seconds(jvm=True)
         rows.append({**row, "manifest": manifest, **sampler.peaks})
@@ -196,16 +198,16 @@ def report(rows: list[dict[str, Any]], gensim: tuple[float, int, int] | None, co
     for row in rows:
         m = row["manifest"]
         if row["stage"] == "tokenize":
-            output = f"{m['documents']:,} docs, {m['sentences']:,} sentences, {m['tokens']:,} tokens"
+            output = f"{m.documents:,} docs, {m.sentences:,} sentences, {m.tokens:,} tokens"
         elif row["stage"] == "count":
-            output = f"V={m['vocab_size']:,}, coverage {m['coverage']:.4f}, types {m['types']:,}"
+            output = f"V={m.vocab_size:,}, coverage {m.coverage:.4f}, types {m.types:,}"
         else:
-            per_core = m["total_pairs"] / row["seconds"] / row["cores"]
-            per_cpu = m["total_pairs"] / max(row["cpu"], 1e-9)
+            per_core = m.total_pairs / row["seconds"] / row["cores"]
+            per_cpu = m.total_pairs / max(row["cpu"], 1e-9)
             output = (
-                f"{m['total_pairs']:,} pairs ({m.get('draws', 1)} draw(s)), {m['bytes_per_pair']:.2f} B/pair, "
+                f"{m.total_pairs:,} pairs ({m.draws} draw(s)), {m.bytes_per_pair:.2f} B/pair, "
                 f"{per_core / 1e6:.2f} M pairs/s/core (wall), {per_cpu / 1e6:.2f} M pairs/CPU-s, adjacent same centre "
-                f"{m['adjacent_same_center']:.5f} (baseline {m['adjacent_same_center_baseline']:.5f})"
+                f"{m.adjacent_same_center:.5f} (baseline {m.adjacent_same_center_baseline:.5f})"
             )
         memory = (
             f"{mib(row['driver'])} / {mib(row['jvm'])} / {mib(row['workers_sum'])}, {mib(row['worker_max'])}"

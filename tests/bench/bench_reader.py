@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     reader = PairReader(
         args.pairs,
         pairs_manifest,
-        int(vocab_manifest["vocab_size"]),
+        vocab_manifest.vocab_size,
         rank=0,
         world=1,
         seed=1,

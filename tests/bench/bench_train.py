@@ -7,7 +7,7 @@ Each ``--runs`` item is ``NPROC[:MERGE[:SYNC_EVERY[:THREADS]]]``. Every run trai
 bench preset (vector_size 100, 3 epochs, alpha 0.025) through ``launch_training``
 and is scored like gensim: analogy accuracy on questions-words (restrict_vocab
 30000), Spearman on WordSim353 and SimLex-999. gensim 4.4 runs skip-gram with
-the DESIGN.md reference settings on the raw corpus; its speed is converted to
+the reference settings (the bench preset) on the raw corpus; its speed is converted to
 pairs/s with the pairs-per-token ratio of the pairs manifest (total_pairs / draws /
 total_tokens), since our trainer consumes pre-built pairs. Results go to
 ``{out}/bench_train.json`` and a table on stdout.
@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from corpus2vec.model import storage
 from corpus2vec.model.config import load_config
+from corpus2vec.model.contracts import Pairs, Vocab
 from corpus2vec.model.launch import launch_training
 
 
@@ -63,25 +63,25 @@ def run_ours(args: argparse.Namespace, spec: str, words: list[str]) -> dict[str,
     started = time.monotonic()
     manifest = launch_training(args.pairs, args.vocab, out, cfg, on_progress=_print_progress)
     wall = time.monotonic() - started
-    metrics = storage.read_json(storage.join(out, "metrics.json"))
-    vectors = np.load(storage.get_fs(storage.join(out, "vectors.npy"))[1])
+    metrics = manifest.metrics()
+    vectors = np.asarray(manifest.vectors())
     result = {
         "run": spec,
         "nproc": cfg.nproc,
         "sync_average": cfg.sync_average,
         "sync_every": cfg.sync_every,
         "threads": metrics["threads"],
-        "pairs": manifest["pairs_trained"],
-        "train_seconds": manifest["seconds"],
+        "pairs": manifest.pairs_trained,
+        "train_seconds": manifest.seconds,
         "wall_seconds": wall,
-        "pairs_per_s": manifest["pairs_per_s"],
+        "pairs_per_s": manifest.pairs_per_s,
         "pairs_per_s_per_rank": metrics["pairs_per_s_per_rank"],
         "cpu_seconds": metrics["cpu_seconds"],
         "pairs_per_cpu_s": metrics["pairs_per_cpu_s"],
         "syncs": metrics["syncs"],
         "bytes_communicated": metrics["bytes_communicated"],
         "bytes_per_sync_per_rank": metrics["bytes_communicated"] / max(1, metrics["syncs"]),
-        "final_loss": manifest["final_loss"],
+        "final_loss": manifest.final_loss,
         "epoch_loss": metrics["epoch_loss"],
         **score(words, vectors),
     }
@@ -90,7 +90,7 @@ def run_ours(args: argparse.Namespace, spec: str, words: list[str]) -> dict[str,
 
 
 def run_gensim(args: argparse.Namespace, pairs_per_token: float) -> dict[str, Any]:
-    """gensim 4.4 skip-gram with the DESIGN.md reference settings; speed converted to pairs/s."""
+    """gensim 4.4 skip-gram with the reference settings (the bench preset); speed converted to pairs/s."""
     from gensim.models import Word2Vec
     from gensim.models.word2vec import LineSentence
 
@@ -144,12 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--gensim-corpus", default=None, help="text8-style corpus; omit to skip gensim")
     args = parser.parse_args(argv)
-    pairs = storage.require_manifest(args.pairs, "pairs")
-    vocab = storage.require_manifest(args.vocab, "vocab")
-    pairs_per_token = pairs["total_pairs"] / pairs.get("draws", 1) / vocab["total_tokens"]  # per epoch
-    fs, path = storage.get_fs(storage.join(args.vocab, "vocab.parquet"))
-    with fs.open(path, "rb") as handle:
-        words = pq.read_table(handle, columns=["word"]).column("word").to_pylist()
+    pairs, vocab = Pairs.read(args.pairs), Vocab.read(args.vocab)
+    pairs_per_token = pairs.total_pairs / pairs.draws / vocab.total_tokens  # per epoch
+    words = vocab.table().column("word").to_pylist()
     results = [run_ours(args, spec, words) for spec in args.runs]
     if args.gensim_corpus:
         results.append(run_gensim(args, pairs_per_token))

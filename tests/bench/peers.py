@@ -111,7 +111,7 @@ def stop_spark(spark: Any) -> None:
 
 
 def run_gensim(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int) -> dict[str, Any]:
-    """gensim skip-gram with negative sampling, the reference settings of DESIGN.md."""
+    """gensim skip-gram with negative sampling, the reference settings (the bench preset)."""
     from gensim.models import Word2Vec
 
     started = time.monotonic()
@@ -175,41 +175,40 @@ def run_spark_mllib(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int
 def run_corpus2vec(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int) -> dict[str, Any]:
     """The corpus2vec stages (Spark local[workers], then torchrun), timed one by one."""
     import numpy as np
-    import pyarrow.parquet as pq
 
     from corpus2vec.flows import stages
     from corpus2vec.jobs.session import get_spark
-    from corpus2vec.model import storage
+    from corpus2vec.model.contracts import Pairs, Vocab
     from corpus2vec.model.word2vec_format import write_word2vec_binary
 
     store = str(out.parent / f"store-{out.stem}")
     inputs = stages.fingerprint_inputs([str(corpus)], cfg)
-    layout = stages.RunLayout(store, stages.run_id_for(inputs, cfg))
+    layout = stages.layout_for(store, inputs, cfg)
     spark = get_spark(f"local[{workers}]", app_name="bench-corpus2vec")
     timings = run_spark_stages(spark, corpus, layout, cfg)
     stop_spark(spark)
     started = time.monotonic()
-    manifest = stages.train(layout.stage("pairs"), layout.stage("vocab"), layout.stage("train"), cfg)
+    manifest = stages.train(
+        layout.stage("pairs"), layout.stage("vocab"), layout.stage("train"), cfg, key=layout.keys["train"]
+    )
     train = time.monotonic() - started
-    _, path = storage.get_fs(storage.join(layout.stage("vocab"), "vocab.parquet"))
-    words = pq.read_table(path).column("word").to_pylist()
-    vectors = np.load(os.path.join(layout.stage("train"), "vectors.npy"))
+    pairs, vocab = Pairs.read(layout.stage("pairs")), Vocab.read(layout.stage("vocab"))
+    words = vocab.table().column("word").to_pylist()
+    vectors = np.asarray(manifest.vectors())
     with open(out, "wb") as handle:
         write_word2vec_binary(handle, words, vectors)
-    pairs = storage.require_manifest(layout.stage("pairs"), "pairs")
-    vocab = storage.require_manifest(layout.stage("vocab"), "vocab")
     return {
         **timings,
         "prepare_s": sum(timings.values()),
         "train_s": train,
-        "train_inner_s": manifest.get("seconds"),
-        "words_per_s": int(vocab["total_tokens"]) * cfg.train.epochs / train,
-        "pairs_per_s": manifest.get("pairs_per_s"),
+        "train_inner_s": manifest.seconds,
+        "words_per_s": vocab.total_tokens * cfg.train.epochs / train,
+        "pairs_per_s": manifest.pairs_per_s,
         # per epoch: the manifest's total covers all draws (one per epoch by default)
-        "pairs_per_word": pairs["total_pairs"] / pairs.get("draws", 1) / max(1, int(vocab["total_tokens"])),
-        "total_pairs": pairs["total_pairs"],
-        "draws": pairs.get("draws", 1),
-        "bytes_per_pair": pairs.get("bytes_per_pair"),
+        "pairs_per_word": pairs.total_pairs / pairs.draws / max(1, vocab.total_tokens),
+        "total_pairs": pairs.total_pairs,
+        "draws": pairs.draws,
+        "bytes_per_pair": pairs.bytes_per_pair,
         "vocab_size": len(words),
     }
 

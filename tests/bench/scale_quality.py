@@ -29,7 +29,6 @@ This is a benchmark, not a test: nothing asserts, it measures.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -65,13 +64,12 @@ def prepare_pairs(corpus: Path, cfg: Any, store: Path) -> tuple[Any, dict[str, A
     """Run (or reuse) tokenize, count and pairs on ``corpus``; returns the layout and timings."""
     from corpus2vec.flows import stages
     from corpus2vec.jobs.session import get_spark
-    from corpus2vec.model import storage
+    from corpus2vec.model.contracts import Pairs
 
     inputs = stages.fingerprint_inputs([str(corpus)], cfg)
-    # keyed by what shapes the shards only, so a training or evaluation change reuses them
-    key = json.dumps([inputs["sha256"], cfg.fingerprint("corpus", "vocab", "pairs")])
-    layout = stages.RunLayout(str(store), hashlib.sha256(key.encode()).hexdigest()[:16])
-    if storage.read_manifest(layout.stage("pairs"), "pairs") is not None:
+    # each stage is keyed by what shapes it, so a training or evaluation change reuses the shards
+    layout = stages.layout_for(str(store), inputs, cfg)
+    if Pairs.finished(layout.stage("pairs")) is not None:
         return layout, {"reused": True}
     spark = get_spark("local[2]", app_name="bench-scale")
     try:
@@ -105,7 +103,8 @@ def train_row(layout: Any, cfg: Any, spec: str, size: str, out: Path) -> dict[st
     import numpy as np
 
     from corpus2vec.model import storage
-    from corpus2vec.model.evaluate import evaluate_vectors, read_vocab
+    from corpus2vec.model.contracts import Vocab
+    from corpus2vec.model.evaluate import evaluate_vectors
     from corpus2vec.model.launch import launch_training
 
     train_cfg = replace(cfg.train, checkpoint_every_s=1e9, **parse_run(spec))
@@ -114,9 +113,9 @@ def train_row(layout: Any, cfg: Any, spec: str, size: str, out: Path) -> dict[st
     started = time.monotonic()
     manifest = launch_training(layout.stage("pairs"), layout.stage("vocab"), str(target), train_cfg)
     wall = time.monotonic() - started
-    metrics = storage.read_json(str(target / "metrics.json"))
-    words, _ = read_vocab(layout.stage("vocab"))
-    vectors = np.load(target / "vectors.npy")
+    metrics = manifest.metrics()
+    words = Vocab.read(layout.stage("vocab")).table().column("word").to_pylist()
+    vectors = np.asarray(manifest.vectors())
     report = evaluate_vectors(vectors, words, cfg.eval)
     world = int(metrics["world_size"])
     per_rank_pairs = max(1, metrics["pairs"] / world)
@@ -130,7 +129,7 @@ def train_row(layout: Any, cfg: Any, spec: str, size: str, out: Path) -> dict[st
         "strategy": metrics.get("strategy", metrics.get("sync_average")),
         "threads": metrics["threads"],
         "pairs": metrics["pairs"],
-        "train_s": manifest["seconds"],
+        "train_s": manifest.seconds,
         "wall_s": round(wall, 1),
         "pairs_per_s": metrics["pairs_per_s"],
         "pairs_per_s_per_rank": metrics["pairs_per_s_per_rank"],
@@ -261,13 +260,13 @@ def main(argv: list[str] | None = None) -> None:
     for size in args.sizes.split(","):
         corpus, tokens = prepare_prefix(Path(args.corpus), size, out / "stores")
         layout, timings = prepare_pairs(corpus, cfg, out / "stores" / size)
-        from corpus2vec.model import storage
+        from corpus2vec.model.contracts import Pairs
 
-        pairs = storage.require_manifest(layout.stage("pairs"), "pairs")
-        ratio = pairs["total_pairs"] / pairs.get("draws", 1) / tokens
+        pairs = Pairs.read(layout.stage("pairs"))
+        ratio = pairs.total_pairs / pairs.draws / tokens
         prep[size] = {
             "tokens": tokens,
-            "pairs_per_epoch": pairs["total_pairs"] / pairs.get("draws", 1),
+            "pairs_per_epoch": pairs.total_pairs / pairs.draws,
             **timings,
         }
         print(f"{size}: {tokens:,} tokens, {ratio:.2f} pairs/word {timings}", file=sys.stderr, flush=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from corpus2vec.model.config import CorpusConfig, PairsConfig, VocabConfig
+from corpus2vec.model.contracts import StageManifest
 
 TINY_CORPUS = CorpusConfig(num_parts=3)
 TINY_VOCAB = VocabConfig(min_count=3)
@@ -23,7 +23,7 @@ class Pipeline:
     tokens: str
     vocab: str
     pairs: str
-    manifests: dict[str, dict[str, Any]]
+    manifests: dict[str, StageManifest]  # the typed manifests run_tokenize/run_count/run_pairs returned
 
 
 @pytest.fixture(scope="session")

@@ -111,3 +111,16 @@ def draw_negatives(
             break
         out[clash] = alias_pick(random_u64(keys[clash], slots[clash], attempt), table, vocab)
     return out.reshape(-1, negative)
+
+
+def pack_rows(center: np.ndarray, context: np.ndarray) -> np.ndarray:
+    """Rows as one uint64 array ``center << 32 | context``, the layout the pairs job shuffles."""
+    packed = center.astype(np.uint64)
+    packed <<= np.uint64(32)
+    packed |= context.astype(np.uint64)
+    return packed
+
+
+def unpack_rows(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(center, context) int32 columns of packed rows."""
+    return (packed >> np.uint64(32)).astype(np.int32), (packed & np.uint64(0xFFFFFFFF)).astype(np.int32)

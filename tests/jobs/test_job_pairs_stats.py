@@ -19,16 +19,14 @@ from corpus2vec.jobs.pairs import (
     build_tables,
     keep_probabilities,
     map_row_group,
-    pack_rows,
     sentence_key,
     shard_keys,
     shuffle_rows,
-    unpack_rows,
     window_pairs,
 )
 from corpus2vec.model.config import PairsConfig
 from corpus2vec.model.schemas import TOKENS_SCHEMA
-from tests.jobs.numpy_reference import random_u64, subsample_mask, uniform01
+from tests.jobs.numpy_reference import pack_rows, random_u64, subsample_mask, uniform01, unpack_rows
 
 
 def zipf_counts(vocab: int, top: int = 200_000) -> np.ndarray:

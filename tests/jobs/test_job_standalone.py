@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus2vec.model import storage
+from corpus2vec.model.contracts import Tokens
 from tests.conftest import ROOT, free_port
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -88,11 +88,10 @@ def test_tokenize_on_a_standalone_cluster_matches_local(standalone, pipeline, sm
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "documents=" in result.stdout
-    manifest = storage.require_manifest(str(out), "tokens")
+    manifest = Tokens.read(str(out))
     expected = pipeline.manifests["tokens"]
-    assert [(f["path"], f["sha256"]) for f in manifest["files"]] == [
-        (f["path"], f["sha256"]) for f in expected["files"]
-    ]
+    assert [(f.path, f.sha256) for f in manifest.files] == [(f.path, f.sha256) for f in expected.files]
+    assert f"documents={manifest.documents} " in result.stdout
 
 
 def test_cli_reports_bad_input_with_exit_code_2(tmp_path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from corpus2vec.jobs.tokenize import run_tokenize
 from corpus2vec.model import storage
 from corpus2vec.model.config import CorpusConfig
+from corpus2vec.model.contracts import FORMAT, STAGE_MANIFEST, Tokens
 from corpus2vec.model.schemas import TOKENS_SCHEMA, check_schema
 
 pytestmark = pytest.mark.spark
@@ -32,17 +33,22 @@ def articles(n: int, start: int = 0) -> list[dict]:
 
 def test_manifest_and_parts_on_small_corpus(pipeline) -> None:
     manifest = pipeline.manifests["tokens"]
-    assert manifest["kind"] == "tokens" and manifest["input_files"] == 1
-    assert manifest["documents"] > 250 and manifest["tokens"] > 50_000 and manifest["bad_fraction"] == 0
-    assert [f["path"] for f in manifest["files"]] == [
+    assert isinstance(manifest, Tokens) and manifest.input_files == 1
+    raw = json.loads(Path(pipeline.tokens, STAGE_MANIFEST).read_bytes())
+    assert (raw["kind"], raw["format"], raw["key"]) == ("tokens", FORMAT, "")
+    assert manifest == Tokens.read(pipeline.tokens)
+    assert manifest.digest == storage.sha256_of(storage.join(pipeline.tokens, STAGE_MANIFEST))
+    assert manifest.documents > 250 and manifest.tokens > 50_000 and manifest.bad_fraction == 0
+    assert manifest.num_parts == 3
+    assert [f.path for f in manifest.files] == [
         "part-00000.parquet",
         "part-00001.parquet",
         "part-00002.parquet",
     ]
     rows = 0
-    for entry in manifest["files"]:
-        url = storage.join(pipeline.tokens, entry["path"])
-        assert storage.sha256_of(url) == entry["sha256"]
+    for entry in manifest.files:
+        url = storage.join(pipeline.tokens, entry.path)
+        assert storage.sha256_of(url) == entry.sha256 and entry.bytes == Path(url).stat().st_size
         table = pq.read_table(url)
         check_schema(table.schema, TOKENS_SCHEMA, url)
         keys = list(
@@ -50,14 +56,14 @@ def test_manifest_and_parts_on_small_corpus(pipeline) -> None:
         )
         assert keys == sorted(keys)
         rows += table.num_rows
-    assert rows == manifest["sentences"]
-    assert sum(f["rows"] for f in manifest["files"]) == rows
+    assert rows == manifest.sentences
+    assert sum(f.rows for f in manifest.files) == rows
 
 
 def test_rerun_is_a_no_op(spark, pipeline, small_corpus) -> None:
     before = Path(pipeline.tokens, "part-00000.parquet").stat().st_mtime_ns
     again = run_tokenize(spark, [str(small_corpus)], pipeline.tokens, CorpusConfig(num_parts=3))
-    assert again == pipeline.manifests["tokens"]
+    assert again == pipeline.manifests["tokens"] and again.digest == pipeline.manifests["tokens"].digest
     assert Path(pipeline.tokens, "part-00000.parquet").stat().st_mtime_ns == before
 
 
@@ -66,13 +72,14 @@ def test_unfinished_leftovers_are_cleared(spark, tmp_path) -> None:
     out = tmp_path / "tokens"
     out.mkdir()
     (out / "part-00099.parquet").write_bytes(b"half written")
-    manifest = run_tokenize(spark, [str(corpus)], str(out), CorpusConfig(num_parts=2))
+    manifest = run_tokenize(spark, [str(corpus)], str(out), CorpusConfig(num_parts=2), key="tokens-key")
     assert sorted(p.name for p in out.iterdir()) == [
         "_manifest.json",
         "part-00000.parquet",
         "part-00001.parquet",
     ]
-    assert manifest["documents"] == 20
+    assert manifest.documents == 20 and manifest.key == "tokens-key"
+    assert Tokens.read(str(out)) == manifest
 
 
 def test_output_does_not_depend_on_file_split_or_partitions(spark, tmp_path) -> None:
@@ -84,9 +91,9 @@ def test_output_does_not_depend_on_file_split_or_partitions(spark, tmp_path) -> 
     a = run_tokenize(spark, [str(one)], str(tmp_path / "a"), cfg)
     b = run_tokenize(spark, [str(p) for p in three], str(tmp_path / "b"), cfg, partitions=3)
     c = run_tokenize(spark, [str(p) for p in three], str(tmp_path / "c"), cfg, partitions=1)
-    shas = [[(f["path"], f["sha256"]) for f in m["files"]] for m in (a, b, c)]
+    shas = [[(f.path, f.sha256) for f in m.files] for m in (a, b, c)]
     assert shas[0] == shas[1] == shas[2]
-    assert a["documents"] == 60
+    assert a.documents == 60
 
 
 def test_exact_duplicates_are_removed_keeping_smallest_id(spark, tmp_path) -> None:
@@ -97,28 +104,26 @@ def test_exact_duplicates_are_removed_keeping_smallest_id(spark, tmp_path) -> No
     ]
     path = jsonl(tmp_path / "dups.jsonl.gz", docs)
     manifest = run_tokenize(spark, [str(path)], str(tmp_path / "t"), CorpusConfig(num_parts=2))
-    assert manifest["duplicates_removed"] == 2 and manifest["documents"] == 10
+    assert manifest.duplicates_removed == 2 and manifest.documents == 10
     ids = {
-        i
-        for f in manifest["files"]
-        for i in pq.read_table(tmp_path / "t" / f["path"]).column("doc_id").to_pylist()
+        i for f in manifest.files for i in pq.read_table(tmp_path / "t" / f.path).column("doc_id").to_pylist()
     }
     assert (
         "zzz" not in ids and "aaa" in ids and "doc0005" not in ids
     )  # lower-casing makes "aaa" a copy of doc0005
     kept = run_tokenize(spark, [str(path)], str(tmp_path / "nodedup"), CorpusConfig(num_parts=2, dedup=False))
-    assert kept["duplicates_removed"] == 0 and kept["documents"] == 12
+    assert kept.duplicates_removed == 0 and kept.documents == 12
 
 
 def test_text8_style_line_is_cut_into_max_sentence_pieces(spark, tmp_path) -> None:
     path = tmp_path / "text8.txt.gz"
     path.write_bytes(gzip.compress(" ".join(f"w{i % 500}" for i in range(25_000)).encode()))
     manifest = run_tokenize(spark, [str(path)], str(tmp_path / "t"), CorpusConfig(num_parts=3))
-    assert manifest["documents"] == 1 and manifest["sentences"] == 3 and manifest["tokens"] == 25_000
+    assert manifest.documents == 1 and manifest.sentences == 3 and manifest.tokens == 25_000
     lengths = sorted(
         len(tokens)
-        for f in manifest["files"]
-        for tokens in pq.read_table(tmp_path / "t" / f["path"]).column("tokens").to_pylist()
+        for f in manifest.files
+        for tokens in pq.read_table(tmp_path / "t" / f.path).column("tokens").to_pylist()
     )
     assert lengths == [5_000, 10_000, 10_000]
 
@@ -133,12 +138,12 @@ def test_bad_files_within_tolerance_are_listed(spark, tmp_path) -> None:
     )
     cfg = CorpusConfig(num_parts=2, max_bad_fraction=0.5)
     manifest = run_tokenize(spark, [str(tmp_path)], str(tmp_path / "out"), cfg)
-    assert manifest["input_files"] == 5 and manifest["rejected_files"] == 1
-    assert manifest["bad_fraction"] == pytest.approx(0.2)
-    by_file = {(Path(r["file"]).name, r["record"]): r["reason"] for r in manifest["rejects"]}
+    assert manifest.input_files == 5 and manifest.rejected_files == 1
+    assert manifest.bad_fraction == pytest.approx(0.2)
+    by_file = {(Path(r["file"]).name, r["record"]): r["reason"] for r in manifest.rejects}
     assert "truncated" in by_file[("cut.jsonl.gz", None)]
     assert "'text' is missing" in by_file[("missing-field.jsonl", 0)]
-    assert manifest["records_skipped"] == 1
+    assert manifest.records_skipped == 1
 
 
 def test_too_many_bad_files_fail_naming_them(spark, tmp_path) -> None:
@@ -150,4 +155,4 @@ def test_too_many_bad_files_fail_naming_them(spark, tmp_path) -> None:
     message = str(info.value)
     assert "junk.txt: binary content" in message and "empty.txt: empty file" in message
     assert "2 of 3 input files" in message
-    assert storage.read_manifest(str(tmp_path / "out")) is None  # not marked finished
+    assert Tokens.finished(str(tmp_path / "out")) is None  # not marked finished

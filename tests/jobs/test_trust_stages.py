@@ -10,6 +10,7 @@ import pytest
 
 from corpus2vec.model import storage
 from corpus2vec.model.config import CorpusConfig, VocabConfig
+from corpus2vec.model.contracts import Tokens
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -27,6 +28,30 @@ def _someones_folder(tmp_path: Path) -> Path:
     (folder / "figures" / "plot.png").write_bytes(b"\x89PNG")
     (folder / "part-00000.parquet").write_bytes(b"looks like ours")
     return folder
+
+
+def _empty_tokens_stage(uri: str) -> Tokens:
+    """A finished tokens stage that lists no parts (enough for count to get to its output)."""
+    return Tokens(
+        files=(),
+        key="",
+        input_files=0,
+        inputs=[],
+        inputs_sha256=hashlib.sha256(b"").hexdigest(),
+        documents=0,
+        sentences=0,
+        tokens=0,
+        duplicates_removed=0,
+        short_documents=0,
+        records_skipped=0,
+        decode_errors=0,
+        filtered_language=0,
+        rejected_files=0,
+        rejects=[],
+        bad_fraction=0.0,
+        num_parts=0,
+        config={},
+    ).write(uri)
 
 
 def test_a_mistyped_corpus_path_deletes_nothing(spark, tmp_path: Path) -> None:
@@ -56,7 +81,7 @@ def test_count_refuses_an_output_folder_it_did_not_write(spark, tmp_path: Path) 
 
     tokens = tmp_path / "tokens"
     tokens.mkdir()
-    storage.write_manifest(str(tokens), "tokens", [])
+    _empty_tokens_stage(str(tokens))
     out = _someones_folder(tmp_path)
     before = _snapshot(out)
     with pytest.raises(ValueError, match="nothing was deleted"):

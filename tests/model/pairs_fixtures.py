@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpus2vec.model import storage
+from corpus2vec.model.checkpoint import save_npy
+from corpus2vec.model.contracts import Pairs, Train, Vocab, entry_for
 from corpus2vec.model.schemas import VOCAB_SCHEMA, pairs_schema
 
 
@@ -40,7 +42,7 @@ class Planted:
     total_pairs: int
 
 
-def write_vocab(uri: str, words: list[str], counts: np.ndarray) -> dict:
+def write_vocab(uri: str, words: list[str], counts: np.ndarray) -> Vocab:
     """``{uri}/vocab.parquet`` + manifest, ids by descending count."""
     table = pa.table(
         {"id": np.arange(len(words), dtype=np.int32), "word": words, "count": counts.astype(np.int64)},
@@ -50,17 +52,18 @@ def write_vocab(uri: str, words: list[str], counts: np.ndarray) -> dict:
     fs.makedirs(storage.get_fs(uri)[1], exist_ok=True)
     with fs.open(path, "wb") as handle:
         pq.write_table(table, handle)
-    entry = storage.file_entry(uri, "vocab.parquet", rows=len(words))
-    return storage.write_manifest(
-        uri,
-        "vocab",
-        [entry],
+    return Vocab(
+        files=(entry_for(uri, "vocab.parquet", rows=len(words)),),
+        key="planted",
+        tokens_digest="0" * 64,
         vocab_size=len(words),
         total_tokens=int(counts.sum()),
         retained_tokens=int(counts.sum()),
+        coverage=1.0,
+        types=len(words),
         min_count=1,
-        sha256=entry["sha256"],
-    )
+        max_vocab_size=None,
+    ).write(uri)
 
 
 def write_pairs(
@@ -73,7 +76,7 @@ def write_pairs(
     shards: int,
     row_group_rows: int,
     seed: int = 1,
-) -> dict:
+) -> Pairs:
     """Split the pairs into ``shards`` Parquet files (zstd, given row-group size) plus manifest."""
     negative = negatives.shape[1]
     schema = pairs_schema(negative)
@@ -88,19 +91,31 @@ def write_pairs(
         )
         with fs.open(storage.join(root, name), "wb") as handle:
             pq.write_table(table, handle, compression="zstd", row_group_size=row_group_rows)
-        entries.append(storage.file_entry(uri, name, rows=len(idx)))
-    return storage.write_manifest(
-        uri,
-        "pairs",
-        entries,
+        entries.append(entry_for(uri, name, rows=len(idx)))
+    total = int(center.shape[0])
+    return Pairs(
+        files=tuple(entries),
+        key="planted",
+        tokens_digest="0" * 64,
+        vocab_digest="0" * 64,
         vocab_sha256=vocab_sha256,
+        vocab_size=int(max(center.max(), context.max(), negatives.max())) + 1,
         negative=negative,
         window=5,
         sample=0.0,
         ns_exponent=0.75,
         seed=seed,
-        total_pairs=int(center.shape[0]),
-    )
+        num_shards=shards,
+        draws=1,
+        draw_pairs=[total],
+        total_pairs=total,
+        tokens_in=total,
+        tokens_kept=total,
+        bytes_per_pair=sum(e.bytes for e in entries) / max(1, total),
+        adjacent_same_center=0.0,
+        adjacent_same_center_baseline=0.0,
+        config={},
+    ).write(uri)
 
 
 def planted_corpus(
@@ -133,7 +148,13 @@ def planted_corpus(
     vocab_uri, pairs_uri = storage.join(root, "vocab"), storage.join(root, "pairs")
     vocab = write_vocab(vocab_uri, words, counts)
     write_pairs(
-        pairs_uri, vocab["sha256"], center, context, negatives, shards=shards, row_group_rows=row_group_rows
+        pairs_uri,
+        vocab.vocab_sha256,
+        center,
+        context,
+        negatives,
+        shards=shards,
+        row_group_rows=row_group_rows,
     )
     return Planted(pairs_uri, vocab_uri, word_group, pairs)
 
@@ -146,3 +167,32 @@ def group_separation(vectors: np.ndarray, groups: np.ndarray) -> float:
     np.fill_diagonal(same, False)
     other = groups[:, None] != groups[None, :]
     return float(sims[same].mean() - sims[other].mean())
+
+
+def write_train(
+    uri: str, vectors: np.ndarray, vocab: Vocab, *, metrics: dict | None = None, pairs_trained: int = 123
+) -> Train:
+    """A finished train stage holding ``vectors`` for ``vocab``, as the trainer would leave it."""
+    save_npy(storage.join(uri, "vectors.npy"), vectors.astype(np.float32))
+    save_npy(storage.join(uri, "output_vectors.npy"), np.zeros_like(vectors, dtype=np.float32))
+    storage.write_json_atomic(storage.join(uri, "metrics.json"), metrics or {})
+    return Train(
+        files=tuple(entry_for(uri, n) for n in ("vectors.npy", "output_vectors.npy", "metrics.json")),
+        key="planted",
+        pairs_digest="0" * 64,
+        vocab_digest=vocab.digest,
+        vocab_sha256=vocab.vocab_sha256,
+        vocab_size=int(vectors.shape[0]),
+        vector_size=int(vectors.shape[1]),
+        pairs_uri="",
+        vocab_uri=vocab.uri,
+        total_pairs=pairs_trained,
+        config={"x": 1},
+        world_size=1,
+        backend="none",
+        kernel="numba",
+        pairs_per_s=1.0,
+        pairs_trained=pairs_trained,
+        bytes_communicated=0,
+        final_loss=None,
+    ).write(uri)

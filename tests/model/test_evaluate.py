@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from corpus2vec.model import storage
 from corpus2vec.model.config import EvalConfig
 from corpus2vec.model.evaluate import (
     evaluate_run,
@@ -19,7 +17,7 @@ from corpus2vec.model.evaluate import (
     read_analogies,
     read_pairs,
 )
-from corpus2vec.model.schemas import VOCAB_SCHEMA
+from tests.model.pairs_fixtures import write_train, write_vocab
 
 
 def _test_set_words() -> list[str]:
@@ -154,18 +152,10 @@ def _write_run(
     root: Path, words: list[str], vectors: np.ndarray, vocab_sha: str | None = None
 ) -> tuple[str, str]:
     vocab_uri, train_uri = str(root / "vocab"), str(root / "train")
-    table = pa.table(
-        {"id": np.arange(len(words), dtype=np.int32), "word": words, "count": np.arange(len(words), 0, -1)},
-        schema=VOCAB_SCHEMA,
-    )
-    Path(vocab_uri).mkdir(parents=True)
-    pq.write_table(table, f"{vocab_uri}/vocab.parquet")
-    files = [storage.file_entry(vocab_uri, "vocab.parquet", rows=len(words))]
-    storage.write_manifest(vocab_uri, "vocab", files, vocab_size=len(words), total_tokens=1000)
-    Path(train_uri).mkdir(parents=True)
-    np.save(f"{train_uri}/vectors.npy", vectors)
-    sha = vocab_sha or files[0]["sha256"]
-    storage.write_manifest(train_uri, "train", [], vocab_sha256=sha, pairs_trained=123, config={"x": 1})
+    vocab = write_vocab(vocab_uri, words, np.arange(len(words), 0, -1))
+    if vocab_sha:  # a train stage that claims another vocabulary
+        vocab = dataclasses.replace(vocab, files=(dataclasses.replace(vocab.files[0], sha256=vocab_sha),))
+    write_train(train_uri, vectors, vocab)
     return train_uri, vocab_uri
 
 

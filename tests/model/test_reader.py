@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 
 import numpy as np
 import pyarrow as pa
@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpus2vec.model import storage
+from corpus2vec.model.contracts import Pairs
 from corpus2vec.model.reader import PairReader, VocabMismatchError, buffer_order, check_inputs
 from tests.model.pairs_fixtures import Planted, planted_corpus, write_vocab
 
@@ -24,7 +25,7 @@ def _reader(planted: Planted, **kwargs) -> PairReader:
     manifest, vocab = check_inputs(planted.pairs_uri, planted.vocab_uri)
     kwargs.setdefault("batch_size", 1000)
     kwargs.setdefault("buffer_rows", 4000)
-    return PairReader(planted.pairs_uri, manifest, vocab["vocab_size"], **kwargs)
+    return PairReader(planted.pairs_uri, manifest, vocab.vocab_size, **kwargs)
 
 
 def _rows(batches) -> np.ndarray:
@@ -134,11 +135,12 @@ def test_word_ids_outside_the_vocabulary_are_refused(tmp_path) -> None:
 
 def test_only_files_listed_in_the_manifest_are_read(tmp_path) -> None:
     planted = planted_corpus(str(tmp_path), pairs=3_000, shards=3)
-    manifest_path = tmp_path / "pairs" / "_manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"] = manifest["files"][:2]
+    full = Pairs.read(planted.pairs_uri)
+    manifest = dataclasses.replace(full, files=full.files[:2])
     reader = PairReader(planted.pairs_uri, manifest, vocab_size=200)
-    assert len(_rows(reader.epoch_batches(0))) == sum(f["rows"] for f in manifest["files"])
+    listed = sum(f.rows for f in manifest.files)
+    assert 0 < listed < full.total_pairs
+    assert len(_rows(reader.epoch_batches(0))) == listed
 
 
 def test_reads_shards_from_s3(s3_bucket: str, tmp_path) -> None:

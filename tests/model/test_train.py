@@ -15,6 +15,7 @@ import pytest
 
 from corpus2vec.model import storage
 from corpus2vec.model.config import TrainConfig
+from corpus2vec.model.contracts import Pairs, Train, Vocab
 from corpus2vec.model.launch import launch_training
 from corpus2vec.model.reader import VocabMismatchError
 from corpus2vec.model.train import DistEnv, parse_args, train
@@ -36,10 +37,14 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> Planted:
     return planted_corpus(root, groups=20, per_group=25, pairs=300_000, shards=4, row_group_rows=50_000)
 
 
-def _train_here(planted: Planted, out: str, cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
+def _train_here(
+    planted: Planted, out: str, cfg: TrainConfig, stop_after: int | None = None, key: str | None = None
+) -> Train | None:
     """One in-process rank (world size 1), as ``python -m corpus2vec.model.train`` runs it."""
     argv = ["--pairs", planted.pairs_uri, "--vocab", planted.vocab_uri, "--out", out]
     argv += ["--config", json.dumps(asdict(cfg))]
+    if key is not None:
+        argv += ["--key", key]
     if stop_after is not None:
         argv += ["--stop-after-pairs", str(stop_after)]
     return train(parse_args(argv), cfg, DistEnv())
@@ -51,13 +56,22 @@ def _vectors(out: str) -> np.ndarray:
 
 def test_single_process_writes_vectors_metrics_and_manifest_last(planted: Planted, tmp_path: Path) -> None:
     out = str(tmp_path / "out")
-    manifest = _train_here(planted, out, CFG)
-    assert manifest is not None and manifest["kind"] == "train"
-    assert {f["path"] for f in manifest["files"]} == {"vectors.npy", "output_vectors.npy", "metrics.json"}
-    for entry in manifest["files"]:
-        assert storage.sha256_of(os.path.join(out, entry["path"])) == entry["sha256"]
-    assert manifest["pairs_trained"] == 3 * planted.total_pairs
-    assert manifest["vocab_sha256"] == storage.read_manifest(planted.vocab_uri)["sha256"]
+    manifest = _train_here(planted, out, CFG, key="train-key")
+    assert isinstance(manifest, Train)
+    assert json.loads(Path(out, "_manifest.json").read_text())["kind"] == "train"
+    assert Train.read(out) == manifest and Train.read(out).digest == manifest.digest
+    assert {f.path for f in manifest.files} == {"vectors.npy", "output_vectors.npy", "metrics.json"}
+    for entry in manifest.files:
+        assert storage.sha256_of(os.path.join(out, entry.path)) == entry.sha256
+        assert os.path.getsize(os.path.join(out, entry.path)) == entry.bytes
+    assert manifest.pairs_trained == 3 * planted.total_pairs
+    vocab, pairs = Vocab.read(planted.vocab_uri), Pairs.read(planted.pairs_uri)
+    assert manifest.vocab_sha256 == vocab.vocab_sha256
+    # lineage: the manifests it was built from, and the key the flow passed
+    assert manifest.vocab_digest == vocab.digest and manifest.pairs_digest == pairs.digest
+    assert manifest.key == "train-key" and manifest.uri == out
+    assert manifest.pairs_uri == planted.pairs_uri and manifest.vocab_uri == planted.vocab_uri
+    assert (manifest.vocab_size, manifest.vector_size) == (500, CFG.vector_size)
     metrics = json.loads(Path(out, "metrics.json").read_text())
     assert metrics["world_size"] == 1 and metrics["bytes_communicated"] == 0
     assert metrics["epoch_loss"][-1] < metrics["epoch_loss"][0]
@@ -67,7 +81,7 @@ def test_single_process_writes_vectors_metrics_and_manifest_last(planted: Plante
     assert not (tmp_path / "out" / "checkpoints").exists()
     # a finished stage is not redone
     stamp = os.path.getmtime(os.path.join(out, "vectors.npy"))
-    assert _train_here(planted, out, CFG)["created_at"] == manifest["created_at"]
+    assert _train_here(planted, out, CFG).created_at == manifest.created_at
     assert os.path.getmtime(os.path.join(out, "vectors.npy")) == stamp
 
 
@@ -90,7 +104,7 @@ def test_one_thread_is_deterministic_and_resume_is_exact(planted: Planted, tmp_p
     assert (tmp_path / "resumed" / "checkpoints" / "latest.json").exists()
     assert not (tmp_path / "resumed" / "_manifest.json").exists()
     manifest = _train_here(planted, resumed, CFG)
-    assert manifest["pairs_trained"] == 3 * planted.total_pairs
+    assert manifest.pairs_trained == 3 * planted.total_pairs
     assert np.array_equal(_vectors(resumed), _vectors(a))
 
 
@@ -98,7 +112,7 @@ def test_one_thread_is_deterministic_and_resume_is_exact(planted: Planted, tmp_p
 def test_the_torch_kernel_trains_on_cpu_too(planted: Planted, tmp_path: Path) -> None:
     out = str(tmp_path / "torch")
     manifest = _train_here(planted, out, replace(CFG, kernel="torch", batch_size=2048, epochs=1))
-    assert manifest["kernel"] == "torch"
+    assert manifest.kernel == "torch"
     assert group_separation(_vectors(out), planted.groups) > 0.3
 
 
@@ -118,21 +132,25 @@ def test_training_refuses_pairs_from_another_vocabulary(planted: Planted, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def two_process_run(planted: Planted, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, list]:
+def two_process_run(planted: Planted, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Train, list]:
     """An uninterrupted 2-rank gloo run through launch_training, shared by the comparisons below."""
     out = str(tmp_path_factory.mktemp("two") / "out")
     progress: list[dict] = []
-    manifest = launch_training(planted.pairs_uri, planted.vocab_uri, out, CFG, on_progress=progress.append)
+    manifest = launch_training(
+        planted.pairs_uri, planted.vocab_uri, out, CFG, on_progress=progress.append, key="two-ranks"
+    )
     return out, manifest, progress
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_train_through_launch_training(
-    two_process_run: tuple[str, dict, list], planted: Planted
+    two_process_run: tuple[str, Train, list], planted: Planted
 ) -> None:
     out, manifest, progress = two_process_run
-    assert manifest["world_size"] == 2 and manifest["backend"] == "gloo"
-    assert manifest["pairs_trained"] == 3 * planted.total_pairs
+    assert isinstance(manifest, Train) and manifest == Train.read(out)
+    assert manifest.key == "two-ranks"  # torchrun passes --key to the ranks
+    assert manifest.world_size == 2 and manifest.backend == "gloo"
+    assert manifest.pairs_trained == 3 * planted.total_pairs
     metrics = json.loads(Path(out, "metrics.json").read_text())
     vocab, dim = 500, CFG.vector_size
     syncs = metrics["syncs"]
@@ -147,7 +165,7 @@ def test_two_gloo_processes_train_through_launch_training(
     assert Path(out, "train.log").exists()
     # launching again finds the manifest and returns it without training
     again = launch_training(planted.pairs_uri, planted.vocab_uri, out, CFG)
-    assert again["created_at"] == manifest["created_at"]
+    assert again.created_at == manifest.created_at and again.digest == manifest.digest
 
 
 @pytest.mark.slow
@@ -185,7 +203,7 @@ def _kill_a_rank_after_first_checkpoint(out: str, killed: list[int]) -> None:
 
 @pytest.mark.slow
 def test_killed_rank_is_restarted_and_resumes_from_checkpoint(
-    planted: Planted, two_process_run: tuple[str, dict, list], tmp_path: Path
+    planted: Planted, two_process_run: tuple[str, Train, list], tmp_path: Path
 ) -> None:
     out = str(tmp_path / "out")
     killed: list[int] = []
@@ -197,9 +215,9 @@ def test_killed_rank_is_restarted_and_resumes_from_checkpoint(
     assert killed, "no rank was killed: the run finished before its first checkpoint"
     log = Path(out, "train.log").read_text()
     assert "resumed at epoch" in log
-    assert manifest["pairs_trained"] == 3 * planted.total_pairs
+    assert manifest.pairs_trained == 3 * planted.total_pairs
     reference_out, reference, _ = two_process_run
-    assert manifest["final_loss"] == pytest.approx(reference["final_loss"], rel=0.02)
+    assert manifest.final_loss == pytest.approx(reference.final_loss, rel=0.02)
     sep, ref_sep = (
         group_separation(_vectors(out), planted.groups),
         group_separation(_vectors(reference_out), planted.groups),
@@ -209,7 +227,7 @@ def test_killed_rank_is_restarted_and_resumes_from_checkpoint(
 
 @pytest.mark.slow
 def test_resume_with_a_different_world_size(
-    planted: Planted, two_process_run: tuple[str, dict, list], tmp_path: Path
+    planted: Planted, two_process_run: tuple[str, Train, list], tmp_path: Path
 ) -> None:
     out = str(tmp_path / "out")
     assert _train_here(planted, out, CFG, stop_after=450_000) is None  # 1 rank, half the work
@@ -217,9 +235,9 @@ def test_resume_with_a_different_world_size(
     metrics = json.loads(Path(out, "metrics.json").read_text())
     assert metrics["resumed_from"]["world_size"] == 1 and metrics["world_size"] == 2
     # the epoch in progress is redistributed by fraction: the total stays within one sync of exact
-    assert abs(manifest["pairs_trained"] - 3 * planted.total_pairs) <= 2 * CFG.sync_every
+    assert abs(manifest.pairs_trained - 3 * planted.total_pairs) <= 2 * CFG.sync_every
     reference_out, reference, _ = two_process_run
-    assert manifest["final_loss"] == pytest.approx(reference["final_loss"], rel=0.03)
+    assert manifest.final_loss == pytest.approx(reference.final_loss, rel=0.03)
     assert group_separation(_vectors(out), planted.groups) == pytest.approx(
         group_separation(_vectors(reference_out), planted.groups), abs=0.05
     )
@@ -232,11 +250,12 @@ def test_reads_and_writes_object_storage(s3_bucket: str) -> None:
     assert _train_here(planted, out, cfg, stop_after=20_000) is None  # leaves a checkpoint on S3
     assert storage.exists(storage.join(out, "checkpoints", "latest.json"))
     manifest = _train_here(planted, out, cfg)
-    assert manifest["pairs_trained"] == 40_000
-    assert storage.read_manifest(out, "train") == manifest
+    assert manifest.pairs_trained == 40_000
+    assert Train.read(out) == manifest and Train.read(out).digest == manifest.digest
     assert not storage.exists(storage.join(out, "checkpoints"))
-    for entry in manifest["files"]:
-        assert storage.sha256_of(storage.join(out, entry["path"])) == entry["sha256"]
+    for entry in manifest.files:
+        assert storage.sha256_of(storage.join(out, entry.path)) == entry.sha256
+    assert manifest.vectors().shape == (manifest.vocab_size, cfg.vector_size)
 
 
 def _neighbour_accuracy(vectors: np.ndarray, groups: np.ndarray) -> float:
@@ -263,7 +282,7 @@ def test_four_gloo_ranks_keep_single_process_quality(
     four_ranks = replace(CFG, nproc=4, sync_every=25_000)
     out = str(tmp_path / "four")
     manifest = launch_training(planted.pairs_uri, planted.vocab_uri, out, four_ranks)
-    assert manifest["world_size"] == 4 and manifest["pairs_trained"] == 3 * planted.total_pairs
+    assert manifest.world_size == 4 and manifest.pairs_trained == 3 * planted.total_pairs
     metrics = json.loads(Path(out, "metrics.json").read_text())
     assert metrics["sync_average"] == "scaled" and metrics["epoch_loss"][-1] < metrics["epoch_loss"][0]
     four, one = _vectors(out), one_rank_reference
