@@ -48,6 +48,18 @@ DIGEST_PREFIX = "sha256:"
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
 _COUNT_RE = re.compile(rb"[0-9]{1,19}")
+FORMAT_VERSION = 1
+# The fields readers use besides name/version/files, and their JSON types (checked on every read).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "created_at": (str,),
+    "parent": (str, type(None)),
+    "aligned_to": (str, type(None)),
+    "metrics": (dict,),
+    "lineage": (dict,),
+    "config": (dict,),
+    "vocab_size": (int,),
+    "vector_size": (int,),
+}
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KB; a bigger one is not ours
 
 
@@ -84,6 +96,22 @@ def check_manifest(manifest: Any, where: str, name: str | None = None, version: 
                 f"{where} says {key} {value!r} but was fetched as {wanted!r}: refusing a manifest "
                 f"that belongs to another version; {fix}"
             )
+    if manifest.get("kind") != "embedding" or manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{where}: kind {manifest.get('kind')!r}, format_version {manifest.get('format_version')!r}; "
+            f"this corpus2vec reads kind 'embedding', format_version {FORMAT_VERSION}; {fix}"
+        )
+    for key, kinds in _FIELD_TYPES.items():
+        value = manifest.get(key)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            shown = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise ArtifactError(f"{where}: {key!r} is {value!r}, not {shown}; {fix}")
+    for key in ("vocab_size", "vector_size"):
+        if manifest[key] < 0:
+            raise ArtifactError(f"{where}: {key!r} is {manifest[key]}, not a non-negative integer; {fix}")
+    for key, value in manifest["metrics"].items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ArtifactError(f"{where}: metric {key!r} is {value!r}, not a number; {fix}")
     files = manifest.get("files")
     if not isinstance(files, list):
         raise ArtifactError(f"{where}: 'files' is {type(files).__name__}, not a list; {fix}")

@@ -44,6 +44,7 @@ import numpy as np
 from corpus2vec.model import health, storage
 from corpus2vec.model.artifact import (
     DIGEST_PREFIX,
+    FORMAT_VERSION,
     MAX_MANIFEST_BYTES,
     VERSION_MANIFEST,
     ArtifactError,
@@ -673,7 +674,7 @@ def publish(
     payload.update(words=words, counts=counts, report=report)
     meta = {
         "kind": "embedding",
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "name": name,
         "version": version,
         "status": "published" if gate["passed"] else "candidate",

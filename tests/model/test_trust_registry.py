@@ -89,6 +89,14 @@ def test_alias_json_is_checked_by_type(store: str, content: str, message: str) -
         (lambda m: m["files"][0].update(bytes="12"), "'bytes' of .* is '12'"),
         (lambda m: m["files"][0].update(sha256=None), "'sha256' of .* is None"),
         (lambda m: m.update(name=["news"]), "'name' is \\['news'\\], not a string"),
+        (lambda m: m.update(kind="tokens"), "kind 'tokens'"),
+        (lambda m: m.update(format_version=2), "format_version 2"),
+        (lambda m: m.update(metrics={"analogy": "high"}), "metric 'analogy' is 'high', not a number"),
+        (lambda m: m.update(metrics=[0.5]), "'metrics' is \\[0.5\\], not dict"),
+        (lambda m: m.update(parent=7), "'parent' is 7, not str or null"),
+        (lambda m: m.update(vocab_size=-1), "'vocab_size' is -1"),
+        (lambda m: m.update(vector_size=True), "'vector_size' is True, not int"),
+        (lambda m: m.pop("created_at"), "'created_at' is None, not str"),
     ],
 )
 def test_manifest_json_is_checked_by_type(store: str, edit, message: str) -> None:
@@ -144,7 +152,12 @@ def _folder(tmp_path: Path, array: np.ndarray) -> Path:
         for n in ("vectors.npy", "vocab.tsv")
         for d in [(folder / n).read_bytes()]
     ]
-    (folder / "manifest.json").write_text(json.dumps({"name": "x", "version": "v", "files": files}))
+    manifest = {
+        "kind": "embedding", "format_version": 1, "name": "x", "version": "v", "files": files,
+        "created_at": "2026-01-01T00:00:00.000Z", "parent": None, "aligned_to": None, "metrics": {},
+        "lineage": {}, "config": {}, "vocab_size": 3, "vector_size": 2,
+    }  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
 
