@@ -351,7 +351,7 @@ def show(
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     err.print(f"{name}@{version}  content digest: {name}@{digest}", soft_wrap=True, highlight=False)
-    _print_json(manifest)
+    _print_json(manifest.raw)
 
 
 @app.command()

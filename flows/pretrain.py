@@ -386,16 +386,16 @@ def _published_by(store: str, name: str, flow_run_id: str) -> dict[str, Any] | N
 
     for row in reversed(registry.list_versions(store, name)):
         manifest, _ = registry.load_manifest(store, name, row["version"])  # checked, not trusted
-        if (manifest.get("lineage") or {}).get("flow_run_id") != flow_run_id:
+        if manifest.lineage.get("flow_run_id") != flow_run_id:
             continue
         alias = registry.read_alias(store, name, registry.LATEST) or {}
-        if alias.get("version") in (None, manifest.get("parent")):  # the attempt died before the alias
+        if alias.get("version") in (None, manifest.parent):  # the attempt died before the alias
             registry.promote(store, name, row["version"], registry.LATEST)
         keys = ("name", "version", "parent", "gate", "metrics")
         return {
-            **{k: manifest.get(k) for k in keys},
+            **{k: manifest.raw.get(k) for k in keys},
             "uri": row["uri"],
-            "aligned": bool(manifest.get("aligned_to")),
+            "aligned": manifest.aligned_to is not None,
         }
     return None
 

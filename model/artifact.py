@@ -5,7 +5,8 @@ Everything that reads a version from a store or a cache (pull, load, diff,
 alignment during publish) goes through these checks, because a store is written
 by many jobs and people and a manifest must not be able to vouch for itself:
 
-* :func:`check_manifest`: the manifest is a JSON object of the right types, its
+* :func:`check_manifest` (the one reader; returns a typed :class:`Version`): the
+  manifest is a JSON object of the right kind, format and field types, its
   ``name``/``version`` equal the reference asked for, and its ``files`` list only
   names from :data:`ARTIFACT_FILES` (no ``/``, no ``..``, no absolute paths),
   each once, including every file that loading reads (:data:`REQUIRED_FILES`);
@@ -24,6 +25,7 @@ import hashlib
 import io
 import re
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +79,49 @@ def is_digest(value: str) -> bool:
     return isinstance(value, str) and bool(_DIGEST_RE.fullmatch(value))
 
 
-def check_manifest(manifest: Any, where: str, name: str | None = None, version: str | None = None) -> dict:
-    """``manifest`` when it satisfies the artifact contract, else :class:`ArtifactError`.
+@dataclass(frozen=True)
+class VersionFile:
+    """One file of a published version: a plain name from :data:`ARTIFACT_FILES`, size, sha256."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Version:
+    """A published version's ``manifest.json``, typed; made only by :func:`check_manifest`.
+
+    ``raw`` is the manifest exactly as published (what ``corpus2vec show`` prints and
+    downstream lineage records); readers use the typed fields.
+    """
+
+    name: str
+    version: str
+    created_at: str
+    parent: str | None
+    aligned_to: str | None
+    files: tuple[VersionFile, ...]
+    metrics: dict[str, float]
+    lineage: dict[str, Any]
+    config: dict[str, Any]
+    vocab_size: int
+    vector_size: int
+    raw: dict[str, Any] = field(compare=False, repr=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def file(self, path: str) -> VersionFile:
+        for entry in self.files:
+            if entry.path == path:
+                return entry
+        raise ArtifactError(f"{self.ref} does not list {path}")
+
+
+def check_manifest(manifest: Any, where: str, name: str | None = None, version: str | None = None) -> Version:
+    """``manifest`` as a :class:`Version` when it satisfies the artifact contract, else :class:`ArtifactError`.
 
     ``where`` names the manifest in messages; ``name``/``version`` (when given)
     must equal the manifest's own, so a manifest copied under another version's
@@ -127,7 +170,20 @@ def check_manifest(manifest: Any, where: str, name: str | None = None, version: 
             f"{where} does not list {', '.join(missing)}: loading reads them, so they must be "
             f"covered by a sha256; {fix}"
         )
-    return manifest
+    return Version(
+        name=manifest["name"],
+        version=manifest["version"],
+        created_at=manifest["created_at"],
+        parent=manifest["parent"],
+        aligned_to=manifest["aligned_to"],
+        files=tuple(VersionFile(e["path"], e["bytes"], e["sha256"]) for e in files),
+        metrics={k: float(v) for k, v in manifest["metrics"].items()},
+        lineage=manifest["lineage"],
+        config=manifest["config"],
+        vocab_size=manifest["vocab_size"],
+        vector_size=manifest["vector_size"],
+        raw=manifest,
+    )
 
 
 def check_file_entry(entry: Any, where: str) -> None:

@@ -13,7 +13,8 @@ digest of the stage it was built from (``tokens_digest``, ``vocab_digest``, ...)
 lineage that cannot silently point at a rebuilt upstream folder.
 
 The published version's ``manifest.json`` (another audience: downstream pulls
-from untrusted stores) is checked by :mod:`corpus2vec.model.artifact`.
+from untrusted stores) has its own typed contract, :class:`corpus2vec.model.artifact.Version`,
+read only by :func:`corpus2vec.model.artifact.check_manifest`.
 
 Light on purpose: the Spark executors and the pull client import it, so it
 needs only the standard library and :mod:`corpus2vec.model.storage` (numpy and

@@ -19,6 +19,7 @@ import numpy as np
 from corpus2vec.model.artifact import (
     VERSION_MANIFEST,
     ArtifactError,
+    Version,
     check_manifest,
     load_vectors,
     parse_vocab_tsv,
@@ -46,7 +47,7 @@ class Embeddings:
                 f"{where} is not valid JSON ({exc}); delete this folder and pull again"
             ) from None
         # Type-checked here too: a folder opened directly (not through pull/load) has no other check.
-        self.manifest: dict[str, Any] = check_manifest(manifest, str(where))
+        self.manifest: Version = check_manifest(manifest, str(where))
         self.words, self.counts = parse_vocab_tsv(
             (self.path / "vocab.tsv").read_bytes(), str(self.path / "vocab.tsv")
         )
@@ -57,11 +58,11 @@ class Embeddings:
 
     @property
     def name(self) -> str:
-        return str(self.manifest["name"])
+        return self.manifest.name
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return self.manifest.version
 
     @property
     def ref(self) -> str:
@@ -70,7 +71,7 @@ class Embeddings:
 
     @property
     def metrics(self) -> dict[str, float]:
-        return dict(self.manifest.get("metrics", {}))
+        return dict(self.manifest.metrics)
 
     @property
     def vector_size(self) -> int:

@@ -27,12 +27,13 @@ import shutil
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
 
 from corpus2vec.model import storage
 from corpus2vec.model.artifact import (
     VERSION_MANIFEST,
     ArtifactError,
+    Version,
+    VersionFile,
     check_manifest,
     inside,
     is_digest,
@@ -218,12 +219,12 @@ def _download(store: str, name: str, version: str, dest: Path, digest: str | Non
         manifest = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{where} is not valid JSON ({exc}); tell the publisher") from None
-    check_manifest(manifest, where, name, version)  # before any byte is written
+    checked = check_manifest(manifest, where, name, version)  # before any byte is written
     dest.mkdir(parents=True, exist_ok=True)
     (dest / PULL_MARKER).touch()
     _clear_copy(dest)
-    for entry in manifest["files"]:
-        _fetch(storage.join(remote, entry["path"]), inside(dest, entry["path"]), entry)
+    for entry in checked.files:
+        _fetch(storage.join(remote, entry.path), inside(dest, entry.path), entry)
     _write_atomic(inside(dest, VERSION_MANIFEST), data)  # the exact bytes: their digest is the content id
 
 
@@ -237,7 +238,7 @@ def _clear_copy(dest: Path) -> None:
             target.unlink()
 
 
-def _fetch(url: str, target: Path, entry: dict[str, Any]) -> None:
+def _fetch(url: str, target: Path, entry: VersionFile) -> None:
     """Stream one file to a temp name while hashing; rename into place only when it matches.
 
     Reads at most the declared size + 1 bytes: an object larger than its manifest
@@ -245,18 +246,18 @@ def _fetch(url: str, target: Path, entry: dict[str, Any]) -> None:
     """
     fs, path = storage.get_fs(url)
     tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
-    digest, size, limit = hashlib.sha256(), 0, entry["bytes"] + 1
+    digest, size, limit = hashlib.sha256(), 0, entry.bytes + 1
     try:
         with fs.open(path, "rb", block_size=_CHUNK) as src, open(tmp, "xb") as dst:
             while size < limit and (chunk := src.read(min(_CHUNK, limit - size))):
                 digest.update(chunk)
                 size += len(chunk)
                 dst.write(chunk)
-        if size != entry["bytes"] or digest.hexdigest() != entry["sha256"]:
-            shown = f"more than {entry['bytes']}" if size > entry["bytes"] else str(size)
+        if size != entry.bytes or digest.hexdigest() != entry.sha256:
+            shown = f"more than {entry.bytes}" if size > entry.bytes else str(size)
             raise ArtifactError(
                 f"{url} does not match its manifest ({shown} bytes, sha256 {digest.hexdigest()[:12]}; "
-                f"expected {entry['bytes']} bytes, sha256 {entry['sha256'][:12]}): the store copy is "
+                f"expected {entry.bytes} bytes, sha256 {entry.sha256[:12]}): the store copy is "
                 "corrupt or was modified; nothing was cached, tell the publisher"
             )
         os.replace(tmp, target)
@@ -271,7 +272,7 @@ def check_cached(
     name: str | None = None,
     version: str | None = None,
     digest: str | None = None,
-) -> dict[str, Any]:
+) -> Version:
     """Check a local copy against its manifest by sha256; returns the manifest.
 
     Every file is re-hashed (``verify`` is kept for compatibility): a size/mtime
@@ -295,21 +296,21 @@ def check_cached(
         raise ArtifactError(
             f"{dest / VERSION_MANIFEST} has digest {manifest_digest(data)}, not {digest}; {fix}"
         )
-    check_manifest(manifest, str(dest / VERSION_MANIFEST), name, version)
-    for entry in manifest["files"]:
-        path = inside(dest, entry["path"])
+    checked = check_manifest(manifest, str(dest / VERSION_MANIFEST), name, version)
+    for entry in checked.files:
+        path = inside(dest, entry.path)
         if not path.is_file():
             raise ArtifactError(f"cached file {path} is missing; {fix}")
         size = path.stat().st_size
-        if size != entry["bytes"]:
+        if size != entry.bytes:
             raise ArtifactError(
-                f"cached file {path} has {size} bytes, expected {entry['bytes']} (truncated?); {fix}"
+                f"cached file {path} has {size} bytes, expected {entry.bytes} (truncated?); {fix}"
             )
-        if _sha256(path) != entry["sha256"]:
+        if _sha256(path) != entry.sha256:
             raise ArtifactError(
                 f"cached file {path} does not match the sha256 in its manifest (modified?); {fix}"
             )
-    return manifest
+    return checked
 
 
 def _sha256(path: Path) -> str:

@@ -48,6 +48,8 @@ from corpus2vec.model.artifact import (
     MAX_MANIFEST_BYTES,
     VERSION_MANIFEST,
     ArtifactError,
+    Version,
+    VersionFile,
     check_manifest,
     is_digest,
     load_vectors,
@@ -220,7 +222,7 @@ def read_manifest_bytes(store: str, name: str, version: str) -> bytes:
     return data
 
 
-def load_manifest(store: str, name: str, version: str) -> tuple[dict[str, Any], str]:
+def load_manifest(store: str, name: str, version: str) -> tuple[Version, str]:
     """A version's manifest, checked against the artifact contract and the ref, and its digest."""
     data = read_manifest_bytes(store, name, version)
     where = storage.join(version_uri(store, name, version), VERSION_MANIFEST)
@@ -242,7 +244,7 @@ def find_digest(store: str, name: str, digest: str) -> str:
     )
 
 
-def read_manifest(store: str, ref: str) -> dict[str, Any]:
+def read_manifest(store: str, ref: str) -> Version:
     """The manifest of the version ``ref`` resolves to."""
     name, version = resolve(store, ref)
     return load_manifest(store, name, version)[0]
@@ -275,11 +277,11 @@ def list_versions(store: str, name: str) -> list[dict[str, Any]]:
                 "name": name,
                 "version": version,
                 "digest": manifest_digest(data),
-                "created_at": manifest.get("created_at"),
-                "parent": manifest.get("parent"),
-                "metrics": manifest.get("metrics", {}),
-                "vocab_size": manifest.get("vocab_size"),
-                "vector_size": manifest.get("vector_size"),
+                "created_at": manifest.created_at,
+                "parent": manifest.parent,
+                "metrics": manifest.metrics,
+                "vocab_size": manifest.vocab_size,
+                "vector_size": manifest.vector_size,
                 "aliases": sorted(aliases.get(version, [])),
                 "uri": storage.join(root, version),
             }
@@ -317,15 +319,14 @@ def load_arrays(store: str, name: str, version: str) -> tuple[list[str], list[in
     """
     manifest, _ = load_manifest(store, name, version)
     root = version_uri(store, name, version)
-    entries = {e["path"]: e for e in manifest["files"]}
-    vocab = read_verified(storage.join(root, "vocab.tsv"), entries["vocab.tsv"])
+    vocab = read_verified(storage.join(root, "vocab.tsv"), manifest.file("vocab.tsv"))
     words, counts = parse_vocab_tsv(vocab, storage.join(root, "vocab.tsv"))
     npy_url = storage.join(root, "vectors.npy")
-    vectors = load_vectors(read_verified(npy_url, entries["vectors.npy"]), len(words), npy_url)
+    vectors = load_vectors(read_verified(npy_url, manifest.file("vectors.npy")), len(words), npy_url)
     return words, counts, vectors
 
 
-def read_verified(url: str, entry: dict[str, Any]) -> bytes:
+def read_verified(url: str, entry: VersionFile) -> bytes:
     """The bytes at ``url`` when they match the manifest ``entry`` (size and sha256), else ArtifactError.
 
     Reads at most ``bytes + 1``: an object larger than declared is refused without
@@ -333,13 +334,13 @@ def read_verified(url: str, entry: dict[str, Any]) -> bytes:
     """
     fs, path = storage.get_fs(url)
     with fs.open(path, "rb") as handle:
-        data = handle.read(entry["bytes"] + 1)
+        data = handle.read(entry.bytes + 1)
     digest = hashlib.sha256(data).hexdigest()
-    if len(data) != entry["bytes"] or digest != entry["sha256"]:
-        size = f"more than {entry['bytes']}" if len(data) > entry["bytes"] else str(len(data))
+    if len(data) != entry.bytes or digest != entry.sha256:
+        size = f"more than {entry.bytes}" if len(data) > entry.bytes else str(len(data))
         raise ArtifactError(
             f"{url} does not match its manifest ({size} bytes, sha256 {digest[:12]}; expected "
-            f"{entry['bytes']} bytes, sha256 {entry['sha256'][:12]}): the store copy is corrupt or "
+            f"{entry.bytes} bytes, sha256 {entry.sha256[:12]}): the store copy is corrupt or "
             "was modified; tell the publisher"
         )
     return data
@@ -370,9 +371,7 @@ def promote(store: str, name: str, version: str, alias: str) -> dict[str, Any]:
         raise ValueError(f"alias {alias!r} looks like a version id; choose a name such as 'stable'")
     require_conditional_writes(name_uri(store, name))
     _, target = resolve(store, f"{name}@{version}")
-    created_at = read_manifest(store, f"{name}@{target}").get("created_at", "")
-    if not isinstance(created_at, str):
-        raise ArtifactError(f"{name}@{target}: manifest created_at is {created_at!r}, not a string")
+    created_at = read_manifest(store, f"{name}@{target}").created_at
     return _update_alias(store, name, alias, target, created_at, only_forward=False)
 
 
@@ -409,7 +408,7 @@ def _age_key(store: str, name: str, record: dict[str, Any]) -> tuple[str, str]:
     created = record.get("version_created_at")
     if created is None:
         try:
-            created = read_manifest(store, f"{name}@{version}").get("created_at", "")
+            created = read_manifest(store, f"{name}@{version}").created_at
         except (FileNotFoundError, ValueError):
             created = ""
     return (created if isinstance(created, str) else ""), version
@@ -718,10 +717,7 @@ def _latest_with_metrics(store: str, name: str) -> tuple[str | None, dict[str, f
         return None, None
     parent = str(record["version"])
     manifest, _ = load_manifest(store, name, parent)
-    metrics = manifest.get("metrics", {})
-    if not isinstance(metrics, dict):
-        raise ArtifactError(f"{name}@{parent}: manifest 'metrics' is not an object; the gate cannot use it")
-    return parent, dict(metrics)
+    return parent, dict(manifest.metrics)
 
 
 def _check_inputs(

@@ -238,7 +238,7 @@ summary = pretrain(corpus=[args["corpus"]], store=args["store"], name="s3cred",
                    overrides=args["overrides"], store_credentials="c2v-s3-test")
 import os
 used = os.environ.get("AWS_SECRET_ACCESS_KEY") == args["secret"]
-manifest = registry.read_manifest(args["store"], "s3cred@" + summary["version"])
+manifest = registry.read_manifest(args["store"], "s3cred@" + summary["version"]).raw
 run_id = UUID(manifest["lineage"]["flow_run_id"])
 with get_client(sync_client=True) as client:
     logs = client.read_logs(log_filter=LogFilter(flow_run_id={"any_": [run_id]}))

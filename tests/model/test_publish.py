@@ -74,8 +74,8 @@ def test_second_publish_is_aligned_onto_its_parent(store: str) -> None:
     assert drift["added"]["count"] == 10 and drift["removed"]["count"] == 10
     assert drift["neighbour_overlap"]["mean"] > 0.8
     manifest = registry.read_manifest(store, "news")
-    assert manifest["aligned_to"] == first["version"]
-    assert {"rotation.npy", "drift.json", "output_vectors.npy"} <= {f["path"] for f in manifest["files"]}
+    assert manifest.aligned_to == first["version"]
+    assert {"rotation.npy", "drift.json", "output_vectors.npy"} <= {f.path for f in manifest.files}
 
 
 def test_alignment_is_skipped_with_a_note_when_dimensions_differ(store: str) -> None:

@@ -58,7 +58,7 @@ def test_list_resolve_and_promote(store: str) -> None:
     assert record["version"] == first["version"]
     assert registry.resolve(store, "news@stable") == ("news", first["version"])
     registry.promote(store, "news", first["version"], "latest")  # rollback moves latest backwards
-    assert registry.read_manifest(store, "news")["version"] == first["version"]
+    assert registry.read_manifest(store, "news").version == first["version"]
     assert registry.list_versions(store, "news")[0]["aliases"] == ["latest", "stable"]
     with pytest.raises(ValueError, match="looks like a version"):
         registry.promote(store, "news", first["version"], second["version"])
@@ -131,12 +131,12 @@ def _check_race(store: str, versions: list[str]) -> None:
     listed = [v["version"] for v in registry.list_versions(store, "news")]
     assert sorted(listed) == sorted(versions)
     latest = registry.read_manifest(store, "news")
-    assert latest["version"] in versions
+    assert latest.version in versions
     for version in versions:  # every file of every version exists, whole
         manifest = registry.read_manifest(store, f"news@{version}")
-        for entry in manifest["files"]:
-            path = Path(store) / "embeddings" / "news" / version / entry["path"]
-            assert path.stat().st_size == entry["bytes"], (version, entry["path"])
+        for entry in manifest.files:
+            path = Path(store) / "embeddings" / "news" / version / entry.path
+            assert path.stat().st_size == entry.bytes, (version, entry.path)
     json.loads((Path(store) / "embeddings/news/aliases/latest.json").read_text())
 
 
