@@ -391,9 +391,12 @@ def _published_by(store: str, name: str, flow_run_id: str) -> dict[str, Any] | N
         alias = registry.read_alias(store, name, registry.LATEST) or {}
         if alias.get("version") in (None, manifest.parent):  # the attempt died before the alias
             registry.promote(store, name, row["version"], registry.LATEST)
-        keys = ("name", "version", "parent", "gate", "metrics")
         return {
-            **{k: manifest.raw.get(k) for k in keys},
+            "name": manifest.name,
+            "version": manifest.version,
+            "parent": manifest.parent,
+            "gate": manifest.gate,
+            "metrics": manifest.metrics,
             "uri": row["uri"],
             "aligned": manifest.aligned_to is not None,
         }

@@ -59,6 +59,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "metrics": (dict,),
     "lineage": (dict,),
     "config": (dict,),
+    "gate": (dict,),
     "vocab_size": (int,),
     "vector_size": (int,),
 }
@@ -105,6 +106,7 @@ class Version:
     metrics: dict[str, float]
     lineage: dict[str, Any]
     config: dict[str, Any]
+    gate: dict[str, Any]
     vocab_size: int
     vector_size: int
     raw: dict[str, Any] = field(compare=False, repr=False)
@@ -180,6 +182,7 @@ def check_manifest(manifest: Any, where: str, name: str | None = None, version: 
         metrics={k: float(v) for k, v in manifest["metrics"].items()},
         lineage=manifest["lineage"],
         config=manifest["config"],
+        gate=manifest["gate"],
         vocab_size=manifest["vocab_size"],
         vector_size=manifest["vector_size"],
         raw=manifest,

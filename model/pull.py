@@ -138,7 +138,11 @@ def _holds(dest: Path, name: str, version: str) -> bool:
         return False
     except ValueError:  # unreadable: replaced below like another version's copy
         return False
-    return isinstance(manifest, dict) and (manifest.get("name"), manifest.get("version")) == (name, version)
+    try:
+        check_manifest(manifest, str(dest / VERSION_MANIFEST), name, version)
+    except ArtifactError:  # another version's copy, or a damaged one: replaced like it
+        return False
+    return True
 
 
 def is_unreachable(exc: BaseException) -> bool:

@@ -155,7 +155,7 @@ def _folder(tmp_path: Path, array: np.ndarray) -> Path:
     manifest = {
         "kind": "embedding", "format_version": 1, "name": "x", "version": "v", "files": files,
         "created_at": "2026-01-01T00:00:00.000Z", "parent": None, "aligned_to": None, "metrics": {},
-        "lineage": {}, "config": {}, "vocab_size": 3, "vector_size": 2,
+        "lineage": {}, "config": {}, "gate": {}, "vocab_size": 3, "vector_size": 2,
     }  # fmt: skip
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
