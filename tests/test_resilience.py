@@ -279,3 +279,22 @@ def test_resumed_runs_publish_identical_vectors_and_nothing_twice(killed_runs: d
     assert sha256(version_a / "vectors.npy") == sha256(version_b / "vectors.npy"), (
         "training resumed from a checkpoint is not bitwise equal to uninterrupted training"
     )
+
+
+def test_a_publish_retry_finds_the_version_its_flow_run_already_published(store: str) -> None:
+    """An attempt that died after writing the version but before moving `latest` is not published twice."""
+    from corpus2vec.model import registry
+    from corpus2vec.model.config import EvalConfig, PublishConfig
+    from tests.model.embedding_helpers import random_table
+
+    words, counts, vectors = random_table(20, 4)
+    first = registry.publish(
+        store, "news", vectors=vectors, words=words, counts=counts, report={"metrics": {"analogy": 0.5}},
+        config={}, lineage={"flow_run_id": "run-1"}, cfg=PublishConfig(), eval_cfg=EvalConfig(),
+    )  # fmt: skip
+    (Path(store) / "embeddings" / "news" / "aliases" / "latest.json").unlink()
+    found = pretrain._published_by(store, "news", "run-1")
+    assert found is not None and found["version"] == first["version"] and found["gate"]["passed"]
+    assert found["metrics"] == {"analogy": 0.5} and found["parent"] is None and not found["aligned"]
+    assert registry.read_alias(store, "news", "latest")["version"] == first["version"]  # moved now
+    assert pretrain._published_by(store, "news", "run-2") is None
