@@ -135,16 +135,8 @@ def kill_machine(proc: subprocess.Popen[str]) -> None:
 
 
 def start_run(corpus: Path, store: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    args = [
-        sys.executable,
-        "-m",
-        "corpus2vec.flows.cli",
-        "run",
-        "--corpus",
-        str(corpus),
-        "--store",
-        str(store),
-    ]
+    cli = [sys.executable, "-m", "corpus2vec.flows.cli"]
+    args = [*cli, "run", "--corpus", str(corpus), "--store", str(store)]
     args += ["--name", "resume", "--json", *[a for s in SETTINGS for a in ("--set", s)]]
     return subprocess.Popen(
         args,

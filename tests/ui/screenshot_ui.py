@@ -78,16 +78,8 @@ def tiny_corpus(folder: Path, docs: int) -> Path:
 
 def run_pipeline(env: dict[str, str], corpus: Path, store: Path) -> dict[str, Any]:
     """``corpus2vec run`` against the server in ``env``; returns the published manifest."""
-    args = [
-        sys.executable,
-        "-m",
-        "corpus2vec.flows.cli",
-        "run",
-        "--corpus",
-        str(corpus),
-        "--store",
-        str(store),
-    ]
+    cli = [sys.executable, "-m", "corpus2vec.flows.cli"]
+    args = [*cli, "run", "--corpus", str(corpus), "--store", str(store)]
     args += ["--name", "enwiki-sample", "--json", *[a for s in SETTINGS for a in ("--set", s)]]
     proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
