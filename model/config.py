@@ -100,6 +100,9 @@ class TrainConfig:
     threads: int = 0  # numba Hogwild threads per rank; 0 = cores // local ranks; 1 = bitwise deterministic
     # local SGD merge rule, model/train.py
     sync_average: Literal["scaled", "sum", "touched", "mean"] = "scaled"
+    # "scaled": the learning rate a rank steps at (world x alpha) is capped here; 8 ranks at a
+    # local 0.4 were unstable and at 0.6 diverged (docs/bench/learning_rate.md); null = no cap
+    max_local_alpha: float | None = 0.3
     verify_shards: bool = True  # sha256 of each shard against the pairs manifest before first read
 
 
@@ -229,6 +232,10 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             "need 0 <= min_alpha <= alpha, alpha > 0",
         ),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+        (
+            cfg.train.max_local_alpha is None or cfg.train.max_local_alpha > 0,
+            "train.max_local_alpha must be > 0 (or null)",
+        ),
         (
             cfg.train.sync_every is None or cfg.train.sync_every >= 1,
             "train.sync_every must be >= 1 (or null)",

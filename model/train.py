@@ -70,9 +70,10 @@ row-sharded tables need an all-to-all of rows per step, latency-bound on CPU.
 ``bytes_communicated`` in the metrics counts the payload each rank hands to
 all-reduce (a ring moves about ``2(W-1)/W`` of it over each rank's link).
 Untested beyond 8 ranks: at ``W`` ranks the local learning rate is ``W·alpha``
-(0.2 at 8 ranks with the default 0.025), and a single word2vec step stops being
-stable somewhere above that; past 8-16 replicas, keep the local rate bounded
-(fewer, larger ranks) until that is measured.
+(0.2 at 8 ranks with the default 0.025). A single word2vec step stops being stable
+above ~0.3 (8 ranks at alpha 0.05, a local 0.4, were unstable; at 0.075 they diverged:
+docs/bench/learning_rate.md), so ``train.max_local_alpha`` (0.3) caps the factor:
+beyond 12 ranks at the default alpha the replicas step at 0.3, not ``W·alpha``.
 
 Epoch ``e`` reads draw ``e % draws`` of the pairs (the pairs job writes one
 independent draw per epoch by default, as word2vec redraws subsampling, windows
@@ -297,7 +298,7 @@ class Trainer:
         v, u = self._initial_tables()
         self.model = SGNS(v, u, kernel=self.kernel, threads=self.threads, row_step_limit=cfg.row_step_limit)
         merge = cfg.sync_average if env.world > 1 else None
-        self.lr_factor = env.world if merge == "scaled" else 1
+        self.lr_factor = scaled_lr_factor(cfg, env.world) if merge == "scaled" else 1
         self.sync_every = sync_interval(cfg, env.world)
         size = self.vocab_size if merge == "touched" else 0
         self.touched = [torch.zeros(size, device=self.device) for _ in range(2)]
@@ -579,6 +580,14 @@ class Trainer:
             "loss_curve": c.loss_curve,
             "resumed_from": self.resumed_from,
         }
+
+
+def scaled_lr_factor(cfg: TrainConfig, world: int) -> float:
+    """How much faster than ``alpha`` a rank steps under ``scaled``: ``world``, capped so that
+    ``factor * alpha <= max_local_alpha`` (a single word2vec step is unstable above ~0.3)."""
+    if cfg.max_local_alpha is None:
+        return float(world)
+    return float(min(world, max(1.0, cfg.max_local_alpha / cfg.alpha)))
 
 
 def train(args: argparse.Namespace, cfg: TrainConfig, env: DistEnv) -> Train | None:

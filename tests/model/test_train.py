@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from corpus2vec.model import storage
-from corpus2vec.model.config import TrainConfig
+from corpus2vec.model.config import TrainConfig, load_config
 from corpus2vec.model.contracts import Pairs, Train, Vocab
 from corpus2vec.model.launch import launch_training
 from corpus2vec.model.reader import VocabMismatchError
-from corpus2vec.model.train import DistEnv, parse_args, train
+from corpus2vec.model.train import DistEnv, parse_args, scaled_lr_factor, train
 from tests.model.pairs_fixtures import (  # noqa: F401 - one_torch_thread is a fixture
     Planted,
     group_separation,
@@ -325,3 +325,17 @@ def test_the_batched_kernel_at_the_web_batch_size_keeps_numba_quality(
     # measured: numba 0.587, torch at 65,536 0.604; without the row limit the run diverges (NaN)
     assert group_separation(results["torch"], planted_large.groups) == pytest.approx(numba_sep, abs=0.05)
     assert not np.isfinite(results["unlimited"]).all()
+
+
+def test_the_scaled_local_rate_is_capped_where_a_step_stops_being_stable() -> None:
+    """world x alpha up to max_local_alpha (8 ranks at a local 0.4 were unstable, at 0.6 diverged)."""
+    default = TrainConfig()
+    assert [scaled_lr_factor(default, w) for w in (1, 2, 8)] == [1.0, 2.0, 8.0]  # 0.2 at 8: uncapped
+    assert scaled_lr_factor(default, 16) * default.alpha == pytest.approx(0.3)
+    fast = replace(default, alpha=0.05)
+    assert scaled_lr_factor(fast, 8) * fast.alpha == pytest.approx(0.3)
+    assert scaled_lr_factor(replace(fast, max_local_alpha=None), 8) == 8.0
+    assert scaled_lr_factor(replace(default, alpha=0.5, max_local_alpha=0.5), 8) == 1.0  # never below alpha
+    assert load_config("tiny", ["alpha=0.5"]).train.alpha == 0.5  # one process: the cap never slows a rank
+    with pytest.raises(ValueError, match="max_local_alpha must be > 0"):
+        load_config("tiny", ["max_local_alpha=0"])
