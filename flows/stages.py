@@ -116,23 +116,19 @@ FINGERPRINT_THREADS = 32
 LIST_MIN_FILES = 8  # inputs in one folder from which listing it beats one request per file
 
 
-def _fingerprint(url: str, info: dict[str, Any]) -> dict[str, Any] | None:
-    tag = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
-    if tag is None or info.get("size") is None:
-        return None
+def _tag(info: dict[str, Any]) -> Any:
+    return info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+
+
+def _fingerprint(url: str, info: dict[str, Any]) -> dict[str, Any]:
     # Redacted: this list is the run's lineage (published manifest, Prefect artifacts), and
     # a rotated credential or a fresh signature must not change the key either.
-    return {"url": storage.redact_url(url), "size": int(info["size"]), "tag": str(tag)}
+    return {"url": storage.redact_url(url), "size": int(info.get("size") or 0), "tag": str(_tag(info))}
 
 
 def _file_fingerprint(url: str) -> dict[str, Any]:
     fs, path = storage.get_fs(url)
-    info = fs.info(path)
-    return _fingerprint(url, info) or {
-        "url": storage.redact_url(url),
-        "size": int(info.get("size") or 0),
-        "tag": "None",
-    }
+    return _fingerprint(url, fs.info(path))
 
 
 def _listed_fingerprints(urls: list[str]) -> dict[str, dict[str, Any]]:
@@ -140,14 +136,20 @@ def _listed_fingerprints(urls: list[str]) -> dict[str, dict[str, Any]]:
     fs, folder = storage.get_fs(urls[0].rsplit("/", 1)[0])
     try:
         listing = fs.ls(folder, detail=True)
-    except (NotImplementedError, OSError, ValueError):  # a backend without listings (http): per file
-        return {}
+    except (NotImplementedError, OSError, ValueError):
+        return {}  # no listing here (http has none): these files get one metadata request each
     wanted = {storage.get_fs(url)[1]: url for url in urls}
     out = {}
     for info in listing:
         url = wanted.get(str(info.get("name", "")).rstrip("/"))
-        if url is not None and info.get("type", "file") == "file" and (entry := _fingerprint(url, info)):
-            out[url] = entry
+        # an entry without size or tag is left to its own metadata request
+        if (
+            url is not None
+            and info.get("type", "file") == "file"
+            and info.get("size") is not None
+            and _tag(info)
+        ):
+            out[url] = _fingerprint(url, info)
     return out
 
 

@@ -70,7 +70,7 @@ class StageManifest:
     KIND: ClassVar[str] = ""
 
     files: tuple[FileEntry, ...]
-    key: str  # the stage key: what shaped this output (see corpus2vec.flows.stages.StageKeys)
+    key: str  # the stage key: what shaped this output (corpus2vec.flows.stages.stage_keys)
     seconds: float = 0.0
     created_at: str = ""
     uri: str = field(default="", compare=False)
@@ -140,7 +140,7 @@ class StageManifest:
     # -- writing --------------------------------------------------------------------------
 
     def write(self: M, uri: str) -> M:
-        """Write ``uri/_manifest.json`` last, marking the stage finished; returns it as read back."""
+        """Write ``uri/_manifest.json`` last, marking the stage finished; returns it as the reader sees it."""
         data = self.to_json()
         url = storage.join(uri, STAGE_MANIFEST)
         checked = type(self).parse(data, url, uri)  # before writing: a refused manifest never lands
