@@ -20,6 +20,12 @@ trains on the *same* pair shards, so the rows compare quality at equal pairs:
   :func:`gensim_row`, so the two differ in schedule, not only in speed); its speed
   is converted to pairs/s with the pairs-per-word ratio of our shards.
 
+With ``--seeds 1,2,3`` every row runs once per training seed (the shards stay the
+same: only initialisation, read order and Hogwild interleaving change) and a second
+table gives each run's mean and range over the seeds, its difference from one process
+and from the best gensim row of the same corpus size: two seeds of one setting differ
+by ~0.5 analogy points on the 2M prefix, as much as some effects measured.
+
 Every row is scored by the same code (:func:`corpus2vec.model.evaluate.evaluate_vectors`:
 analogy with restrict_vocab 30000, WordSim353, SimLex-999, OOV rates). Writes
 ``scale_quality.json`` and ``scale_quality.md`` under ``--out``; prints the table.
@@ -98,8 +104,10 @@ def parse_run(spec: str) -> dict[str, Any]:
     return changes
 
 
-def train_row(layout: Any, cfg: Any, spec: str, size: str, out: Path) -> dict[str, Any]:
-    """Train one row on the prepared shards, evaluate it, and return the row."""
+def train_row(
+    layout: Any, cfg: Any, spec: str, size: str, out: Path, seed: int | None = None
+) -> dict[str, Any]:
+    """Train one row on the prepared shards (with training seed ``seed`` if given), evaluate it."""
     import numpy as np
 
     from corpus2vec.model import storage
@@ -107,8 +115,10 @@ def train_row(layout: Any, cfg: Any, spec: str, size: str, out: Path) -> dict[st
     from corpus2vec.model.evaluate import evaluate_vectors
     from corpus2vec.model.launch import launch_training
 
-    train_cfg = replace(cfg.train, checkpoint_every_s=1e9, **parse_run(spec))
-    target = out / "runs" / size / (spec.replace(",", "_").replace("=", "-") or "default")
+    seeded = {} if seed is None else {"seed": seed}
+    train_cfg = replace(cfg.train, checkpoint_every_s=1e9, **{**parse_run(spec), **seeded})
+    name = spec.replace(",", "_").replace("=", "-") or "default"
+    target = out / "runs" / size / (name if seed is None else f"{name}_seed-{seed}")
     storage.remove(str(target))
     started = time.monotonic()
     manifest = launch_training(layout.stage("pairs"), layout.stage("vocab"), str(target), train_cfg)
@@ -123,6 +133,7 @@ def train_row(layout: Any, cfg: Any, spec: str, size: str, out: Path) -> dict[st
         "size": size,
         "system": "corpus2vec",
         "run": spec or "default",
+        "seed": seed,
         "world_size": world,
         "kernel": metrics["kernel"],
         "batch_size": train_cfg.batch_size if metrics["kernel"] == "torch" else None,
@@ -155,7 +166,14 @@ def _quality(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def gensim_row(
-    corpus: Path, tokens: int, size: str, out: Path, sets: tuple[str, ...], ratio: float, workers: int
+    corpus: Path,
+    tokens: int,
+    size: str,
+    out: Path,
+    sets: tuple[str, ...],
+    ratio: float,
+    workers: int,
+    seed: int | None = None,
 ) -> dict:
     """gensim 4.4 on the same prefix in a child process, scored by the same evaluation.
 
@@ -167,16 +185,18 @@ def gensim_row(
     """
     with open(corpus, encoding="utf-8") as handle:
         counts = Counter(w for line in handle for w in line.split())
-    row = peers.run_peer("gensim", corpus, tokens, out, "bench", list(sets), workers)
+    extra = [] if seed is None else [f"train.seed={seed}"]
+    row = peers.run_peer("gensim", corpus, tokens, out, "bench", [*sets, *extra], workers)
     label = f"gensim 4.4, {workers} worker{'s' if workers > 1 else ''}"
     if "skipped" in row:
-        return {"size": size, "system": "gensim", "run": label, "skipped": row["skipped"]}
+        return {"size": size, "system": "gensim", "run": label, "seed": seed, "skipped": row["skipped"]}
     peers.evaluate_row(row, counts, "bench")
     m = row["metrics"]
     return {
         "size": size,
         "system": "gensim",
         "run": label,
+        "seed": seed,
         "world_size": 1,
         "threads": workers,
         "train_s": row["train_s"],
@@ -237,7 +257,84 @@ _pct, _num = peers._pct, peers._num  # one formatting for both benchmark tables
 
 
 def _label(row: dict[str, Any]) -> str:
+    seed = f" (seed {row['seed']})" if row.get("seed") is not None else ""
+    return _run_label(row) + seed
+
+
+def _run_label(row: dict[str, Any]) -> str:
     return row["run"] if row["system"] == "gensim" else f"corpus2vec {row['run']}"
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each (corpus size, run) over its seeds: mean and range, against one process and gensim.
+
+    ``vs_1`` compares with the mean of the ``nproc=1`` numba run of the same size (analogy in
+    points and relative, WordSim353 absolute); ``vs_gensim`` with the gensim run whose mean
+    analogy is highest at that size, the reference the issue names.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if "skipped" not in r and r.get("analogy") is not None:
+            groups.setdefault((r["size"], _run_label(r)), []).append(r)
+    out = []
+    for (size, label), members in groups.items():
+        stats: dict[str, Any] = {"size": size, "run": label, "seeds": len(members)}
+        for key in ("analogy", "wordsim353", "simlex999", "pairs_per_s"):
+            values = [m[key] for m in members if m.get(key) is not None and m[key] == m[key]]
+            stats[key] = sum(values) / len(values) if values else None
+            stats[f"{key}_range"] = (min(values), max(values)) if values else None
+        stats["system"] = members[0]["system"]
+        out.append(stats)
+    for s in out:
+        same = [g for g in out if g["size"] == s["size"]]
+        one = next((g for g in same if g["run"] == "corpus2vec nproc=1"), None)
+        gensim = max(
+            (g for g in same if g["system"] == "gensim" and g["analogy"] is not None),
+            key=lambda g: g["analogy"],
+            default=None,
+        )
+        for name, ref in (("vs_1", one), ("vs_gensim", gensim)):
+            if ref is None or ref is s or s["system"] == "gensim" or None in (s["analogy"], s["wordsim353"]):
+                continue
+            s[name] = {
+                "ref": ref["run"],
+                "analogy_points": 100 * (s["analogy"] - ref["analogy"]),
+                "analogy_rel": s["analogy"] / ref["analogy"] - 1 if ref["analogy"] else None,
+                "wordsim353": s["wordsim353"] - (ref["wordsim353"] or 0.0),
+            }
+    return out
+
+
+def summary_markdown(stats: list[dict[str, Any]]) -> str:
+    """The mean-over-seeds table (only when some run has more than one seed)."""
+    if not any(s["seeds"] > 1 for s in stats):
+        return ""
+
+    def mean_range(s: dict[str, Any], key: str, fmt: Any) -> str:
+        lo_hi = s.get(f"{key}_range")
+        if s.get(key) is None:
+            return "-"
+        return fmt(s[key]) + (f" ({fmt(lo_hi[0])}-{fmt(lo_hi[1])})" if s["seeds"] > 1 else "")
+
+    def delta(s: dict[str, Any], name: str) -> str:
+        d = s.get(name)
+        if not d:
+            return "-"
+        rel = f", {100 * d['analogy_rel']:+.0f}%" if d["analogy_rel"] is not None else ""
+        return f"{d['analogy_points']:+.1f} pt{rel} / {d['wordsim353']:+.3f}"
+
+    lines = [
+        "### Mean over seeds (analogy points and relative / WS353 against one process and the best gensim)\n",
+        "| corpus | system / run | seeds | analogy | WS353 | SimLex | vs 1 process | vs best gensim | pairs/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in stats:
+        lines.append(
+            f"| {s['size']} | {s['run']} | {s['seeds']} | {mean_range(s, 'analogy', _pct)} "
+            f"| {mean_range(s, 'wordsim353', _num)} | {mean_range(s, 'simlex999', _num)} "
+            f"| {delta(s, 'vs_1')} | {delta(s, 'vs_gensim')} | {_big(s.get('pairs_per_s'))} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _big(value: float | None) -> str:
@@ -270,19 +367,25 @@ def main(argv: list[str] | None = None) -> None:
             **timings,
         }
         print(f"{size}: {tokens:,} tokens, {ratio:.2f} pairs/word {timings}", file=sys.stderr, flush=True)
-        for workers in [int(w) for w in args.gensim_workers.split(",") if w and not args.no_gensim]:
-            _put(rows, gensim_row(corpus, tokens, size, out, tuple(args.set), ratio, workers))
-            _report(rows, prep, out, args)
-        for spec in [] if args.no_runs else matrix(args, size):
-            print(f"  {size} {spec} ...", file=sys.stderr, flush=True)
-            _put(rows, train_row(layout, cfg, spec, size, out))
-            _report(rows, prep, out, args)
+        seeds: list[int | None] = [int(s) for s in args.seeds.split(",") if s] or [None]
+        for seed in seeds:
+            for workers in [int(w) for w in args.gensim_workers.split(",") if w and not args.no_gensim]:
+                _put(rows, gensim_row(corpus, tokens, size, out, tuple(args.set), ratio, workers, seed))
+                _report(rows, prep, out, args)
+            for spec in [] if args.no_runs else matrix(args, size):
+                print(f"  {size} {spec} seed={seed} ...", file=sys.stderr, flush=True)
+                _put(rows, train_row(layout, cfg, spec, size, out, seed))
+                _report(rows, prep, out, args)
     print(_report(rows, prep, out, args))
 
 
 def _put(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
-    """Add ``row``, replacing an earlier row of the same corpus size and run (``--append``)."""
-    rows[:] = [r for r in rows if (r["size"], r["run"]) != (row["size"], row["run"])] + [row]
+    """Add ``row``, replacing an earlier row of the same corpus size, run and seed (``--append``)."""
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return r["size"], r["run"], r.get("seed")
+
+    rows[:] = [r for r in rows if key(r) != key(row)] + [row]
     order = {size: i for i, size in enumerate(SIZES)}
     rows.sort(key=lambda r: (order.get(r["size"], 99), *_gensim_first(r)))
 
@@ -301,10 +404,13 @@ def _report(rows: list[dict[str, Any]], prep: dict[str, Any], out: Path, args: a
         "sets": args.set,
         "prepared": prep,
         "rows": rows,
+        "summary": summarize(rows),
     }
     (out / "scale_quality.json").write_text(json.dumps(report, indent=2, default=str))
     text = f"Machine: {report['machine']}. Bench preset{' + ' + ' '.join(args.set) if args.set else ''}.\n\n"
     text += markdown(rows, "Quality at scale (same shards per corpus size)")
+    summary = summary_markdown(report["summary"])
+    text += "\n" + summary if summary else ""
     (out / "scale_quality.md").write_text(text)
     return text
 
@@ -329,6 +435,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-runs", action="store_true", help="only gensim (with --append: add its rows)")
     parser.add_argument("--append", action="store_true", help="add to (or replace rows of) the last report")
     parser.add_argument("--set", action="append", default=[], help="config override for every run")
+    parser.add_argument(
+        "--seeds", default="", help="comma list of training seeds: every row once per seed, plus a mean table"
+    )
     return parser.parse_args(argv)
 
 
