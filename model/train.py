@@ -177,6 +177,7 @@ class Counters:
     seconds: float = 0.0
     bytes_communicated: int = 0
     syncs: int = 0
+    hot_syncs: int = 0  # partial syncs of the most frequent rows (train.sync_hot_rows)
     cpu_seconds: float = 0.0  # process CPU time of all ranks (robust to other load on the machine)
     epoch_loss: list[float] = field(default_factory=list)  # mean loss per pair of finished epochs
     current_loss_sum: float = 0.0  # loss summed over the pairs of the unfinished epoch
@@ -300,10 +301,15 @@ class Trainer:
         merge = cfg.sync_average if env.world > 1 else None
         self.lr_factor = scaled_lr_factor(cfg, env.world) if merge == "scaled" else 1
         self.sync_every = sync_interval(cfg, env.world)
-        size = self.vocab_size if merge == "touched" else 0
+        hot = merge is not None and cfg.sync_hot_rows > 0
+        self.hot_splits = cfg.sync_hot_splits if hot else 1
+        # a capped "scaled" factor (lr_factor < world) weighs each row's summed change by how
+        # many ranks touched it, so it needs the touched flags and the last synced tables too
+        self.capped = merge == "scaled" and self.lr_factor < env.world
+        size = self.vocab_size if merge == "touched" or self.capped else 0
         self.touched = [torch.zeros(size, device=self.device) for _ in range(2)]
         # "sum" adds each rank's change since the last sync, so it needs the last synced tables
-        self.snapshots = [t.clone() if merge == "sum" else None for t in (v, u)]
+        self.snapshots = [t.clone() if merge == "sum" or self.capped else None for t in (v, u)]
         self._session_pairs = 0  # pairs this rank trained in this process (speed, progress loss)
         self._session_loss = 0.0
         self._since_sync = [0.0, 0]  # local loss sum and pairs since the last sync
@@ -358,13 +364,17 @@ class Trainer:
         first = fraction[0] * syncs // fraction[1] + 1
         done = fraction[0] * n_rank // fraction[1]
         pieces = _Pieces(self.reader.epoch_batches(epoch, skip=done))
+        splits = self.hot_splits
         for index in range(first, syncs + 1):
-            end = index * n_rank // syncs
-            while done < end:
-                batch = pieces.take(end - done)
-                self._step(batch, epoch, done, n_rank)
-                done += len(batch)
-                self._maybe_progress(epoch, done, n_rank)
+            for part in range(1, splits + 1):
+                end = ((index - 1) * splits + part) * n_rank // (syncs * splits)
+                while done < end:
+                    batch = pieces.take(end - done)
+                    self._step(batch, epoch, done, n_rank)
+                    done += len(batch)
+                    self._maybe_progress(epoch, done, n_rank)
+                if part < splits:
+                    self._sync_hot(part)
             self._sync(epoch, (index, syncs))
             if self._should_stop():
                 return False
@@ -379,7 +389,7 @@ class Trainer:
         loss = self.model.train_batch(
             batch.center, batch.context, batch.negatives, k * lr_start, -k * span / n_rank
         )
-        if self.env.world > 1 and cfg.sync_average == "touched":
+        if self.touched[0].numel():
             self._mark_touched(batch)
         self._since_sync[0] += loss
         self._since_sync[1] += len(batch)
@@ -425,8 +435,23 @@ class Trainer:
         if self.env.rank == 0 and time.monotonic() - self._last_checkpoint >= self.cfg.checkpoint_every_s:
             self._save_checkpoint()
 
+    def _sync_hot(self, part: int) -> None:
+        """Partial sync ``part`` of a full-sync interval: merge only the most frequent rows.
+
+        Sub-sync ``n`` merges the first ``sync_hot_rows * 2**trailing_zeros(n)`` rows
+        (ids are by descending count), so the hottest rows, which every rank moves and
+        which drift apart fastest, are merged at every sub-sync, and a row of rank ``k``
+        about every ``k / sync_hot_rows`` of them; the full sync merges the rest.
+        """
+        rows = min(self.vocab_size, self.cfg.sync_hot_rows << ((part & -part).bit_length() - 1))
+        for table, touched, snapshot in zip(
+            (self.model.v, self.model.u), self.touched, self.snapshots, strict=True
+        ):
+            self._average(table[:rows], touched[:rows], None if snapshot is None else snapshot[:rows])
+        self.counters.hot_syncs += 1
+
     def _average(self, table: torch.Tensor, touched: torch.Tensor, snapshot: torch.Tensor | None) -> None:
-        """Merge one table across ranks in place by the configured rule (see the module docstring)."""
+        """Merge one table (or its first rows, a view) across ranks in place by the configured rule."""
         mode = self.cfg.sync_average
         if mode == "sum":
             assert snapshot is not None
@@ -434,6 +459,14 @@ class Trainer:
             self._all_reduce(table)
             table.add_(snapshot)
             snapshot.copy_(table)
+        elif mode == "scaled" and self.capped:
+            assert snapshot is not None
+            change = table - snapshot
+            self._all_reduce(change)
+            self._all_reduce(touched)
+            weight = 1.0 / touched.clamp_(min=self.lr_factor)
+            table.copy_(snapshot.add_(change.mul_(weight[:, None])))
+            touched.zero_()
         elif mode in ("mean", "scaled"):
             self._all_reduce(table)
             table.div_(self.env.world)
@@ -573,7 +606,9 @@ class Trainer:
             "cpu_seconds": c.cpu_seconds,
             "pairs_per_cpu_s": c.pairs_trained / max(c.cpu_seconds, 1e-9),
             "syncs": c.syncs,
+            "hot_syncs": c.hot_syncs,
             "sync_every": self.sync_every,
+            "sync_hot_rows": self.cfg.sync_hot_rows if self.hot_splits > 1 else 0,
             "sync_average": self.cfg.sync_average,
             "epoch_loss": c.epoch_loss,
             "final_loss": c.epoch_loss[-1] if c.epoch_loss else None,

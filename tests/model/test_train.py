@@ -278,8 +278,9 @@ def test_four_gloo_ranks_keep_single_process_quality(
     planted: Planted, one_rank_reference: np.ndarray, tmp_path: Path
 ) -> None:
     # the default merge ("scaled": replicas trained at world x lr, then averaged) at 4 ranks
-    # three syncs per epoch: the regime in which summing collapsed on real corpora
-    four_ranks = replace(CFG, nproc=4, sync_every=25_000)
+    # three syncs per epoch: the regime in which summing collapsed on real corpora; between
+    # them, 15 partial syncs of the 64·2^k most frequent rows (V=500, so the 8th is whole)
+    four_ranks = replace(CFG, nproc=4, sync_every=25_000, sync_hot_rows=64)
     out = str(tmp_path / "four")
     manifest = launch_training(planted.pairs_uri, planted.vocab_uri, out, four_ranks)
     assert manifest.world_size == 4 and manifest.pairs_trained == 3 * planted.total_pairs
@@ -290,6 +291,24 @@ def test_four_gloo_ranks_keep_single_process_quality(
         group_separation(one, planted.groups), abs=0.05
     )
     assert _neighbour_accuracy(four, planted.groups) >= _neighbour_accuracy(one, planted.groups) - 0.05
+    # what was sent: per full sync both tables and 3 float64 counters, per interval the prefixes
+    vocab, row_bytes = 500, 2 * CFG.vector_size * 4
+    hot_rows = sum(min(vocab, 64 << ((n & -n).bit_length() - 1)) for n in range(1, 16))
+    assert metrics["hot_syncs"] == 15 * metrics["syncs"]
+    assert metrics["bytes_communicated"] == metrics["syncs"] * ((vocab + hot_rows) * row_bytes + 24)
+    # capped (4 x 0.05 > 0.1): each row's summed change is divided by max(factor, ranks that
+    # touched it), so rows one rank trained still move as one process moves them
+    capped = str(tmp_path / "capped")
+    launch_training(planted.pairs_uri, planted.vocab_uri, capped, replace(four_ranks, max_local_alpha=0.1))
+    assert group_separation(_vectors(capped), planted.groups) == pytest.approx(
+        group_separation(one, planted.groups), abs=0.05
+    )
+    capped_metrics = json.loads(Path(capped, "metrics.json").read_text())
+    touched_bytes = 2 * 4 * (vocab + hot_rows)  # one float32 count per row and table
+    assert (
+        capped_metrics["bytes_communicated"]
+        == metrics["bytes_communicated"] + metrics["syncs"] * touched_bytes
+    )
     # the statistic tells a collapse apart: summing the 4 replicas' updates overshoots hot rows
     summed = str(tmp_path / "sum")
     launch_training(planted.pairs_uri, planted.vocab_uri, summed, replace(four_ranks, sync_average="sum"))
@@ -330,11 +349,12 @@ def test_the_batched_kernel_at_the_web_batch_size_keeps_numba_quality(
 def test_the_scaled_local_rate_is_capped_where_a_step_stops_being_stable() -> None:
     """world x alpha up to max_local_alpha (8 ranks at a local 0.4 were unstable, at 0.6 diverged)."""
     default = TrainConfig()
-    assert [scaled_lr_factor(default, w) for w in (1, 2, 8)] == [1.0, 2.0, 8.0]  # 0.2 at 8: uncapped
-    assert scaled_lr_factor(default, 16) * default.alpha == pytest.approx(0.3)
-    fast = replace(default, alpha=0.05)
-    assert scaled_lr_factor(fast, 8) * fast.alpha == pytest.approx(0.3)
-    assert scaled_lr_factor(replace(fast, max_local_alpha=None), 8) == 8.0
+    assert default.alpha == 0.05
+    assert [scaled_lr_factor(default, w) for w in (1, 2, 4)] == [1.0, 2.0, 4.0]  # 0.2 at 4: uncapped
+    assert scaled_lr_factor(default, 8) * default.alpha == pytest.approx(0.3)
+    assert scaled_lr_factor(replace(default, max_local_alpha=None), 8) == 8.0
+    slow = replace(default, alpha=0.025)
+    assert scaled_lr_factor(slow, 8) == 8.0 and scaled_lr_factor(slow, 16) * slow.alpha == pytest.approx(0.3)
     assert scaled_lr_factor(replace(default, alpha=0.5, max_local_alpha=0.5), 8) == 1.0  # never below alpha
     assert load_config("tiny", ["alpha=0.5"]).train.alpha == 0.5  # one process: the cap never slows a rank
     with pytest.raises(ValueError, match="max_local_alpha must be > 0"):
