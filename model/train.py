@@ -7,20 +7,33 @@
 process and no process group. On CPU the backend is gloo and the kernel the
 numba word2vec.c loop; on CUDA, nccl and the batched torch kernel (model/sgns.py).
 
-Distributed strategy: local SGD with learning-rate-scaled model averaging
----------------------------------------------------------------------------
+Distributed strategy: local SGD, learning-rate-scaled averaging, hot rows synced often
+-----------------------------------------------------------------------------------------
 Each rank trains its own disjoint shards (model/reader.py) with the fast
 single-process kernel, and every ``sync_every`` pairs per rank (default: 2M pairs
 across all ranks, i.e. ``2M / world`` per rank, see :func:`sync_interval`) the
-ranks all-reduce both tables. How the replicas are merged (``sync_average``):
+ranks all-reduce both tables. Between two such full syncs there are
+``sync_hot_splits - 1`` (15) partial ones: partial sync ``n`` merges only the first
+``sync_hot_rows * 2**trailing_zeros(n)`` rows (1024, 2048, 1024, 4096, ...; ids are
+by descending count), the schedule of IntelLabs' pWord2Vec (Ji et al. 2016). The
+hottest rows are the ones every replica moves, so they drift apart fastest; a
+contiguous prefix costs one small all-reduce. How the replicas are merged
+(``sync_average``):
 
-* ``"scaled"`` (default): every rank trains at ``world x`` the learning rate and
-  the replicas are averaged, ``new = mean_r table_r`` (model averaging with the
-  linear learning-rate scaling of Ji et al. 2016 and BlazingText's multi-GPU
-  mode). A row only one rank touched (the rare-word regime) moves by
-  ``(1/W)·W·lr·grad``, what one process would do; a hot row that every replica
-  drove to the same equilibrium ends at the mean of those equilibria. Both
-  regimes are right, at every world size.
+* ``"scaled"`` (default): every rank trains at ``k = world`` times the learning rate
+  and the replicas are averaged, ``new = mean_r table_r`` (model averaging with the
+  linear learning-rate scaling of Ji et al. 2016 and BlazingText's multi-GPU mode).
+  A row only one rank touched (the rare-word regime) moves by ``(1/W)·W·lr·grad``,
+  what one process would do; a hot row that every replica drove to the same
+  equilibrium ends at the mean of those equilibria. A single word2vec step is
+  unstable above a rate of ~0.3 (8 ranks at a local 0.4 diverged on 10M words), so
+  ``k`` is capped at ``max_local_alpha / alpha`` (:func:`scaled_lr_factor`: 6 at 8
+  ranks and the default alpha 0.05). Once capped the plain mean would move a rare row
+  only ``k/W`` of the way, so the merge becomes per row: ``new = last + Σ_r (table_r
+  - last) / max(k, m)`` with ``m`` the ranks that touched the row since the last
+  sync (one float32 count per row rides along): ``1/k`` undoes the scaling where the
+  updates add up, ``1/m`` is the mean of the touchers where they saturate, and the
+  merged row never lands beyond that mean.
 * ``"sum"``: ``new = last + Σ_r (table_r - last)``. Right for rare rows, but a hot
   row that each replica moved most of the way to its equilibrium ends ``W`` times
   as far: for ``W > 2`` that overshoots past the equilibrium by more than it
@@ -29,51 +42,46 @@ ranks all-reduce both tables. How the replicas are merged (``sync_average``):
 * ``"mean"``: the plain average without the scaling: each update counts ``1/W``.
 * ``"touched"``: mean over the ranks that updated the row since the last sync.
 
-Measured with tests/bench/scale_quality.py (bench preset, same shards per corpus
-size, 2 cores, gloo; analogy = questions-words restrict_vocab 30000):
+Chosen with tests/bench/scale_quality.py on the 10M-word prefix of the dev corpus
+(bench preset at alpha 0.05, seed 1, same shards unless marked *; 2 cores, gloo;
+analogy = questions-words restrict_vocab 30000; the whole matrix at 1-8 ranks and
+three corpus sizes is in docs/bench/scale_quality.md):
 
-    corpus  run                               analogy  WS353  SimLex  B/pair/rank
-    2M      gensim 4.4, 2 workers             4.5%    0.318  0.182      -
-    2M      gensim 4.4, 1 worker              3.0%    0.278  0.165      -
-    2M      1 process (2 Hogwild threads)     2.9%    0.285  0.162      -
-    2M      2 ranks, scaled (1M per rank)     3.3%    0.281  0.165    23.4
-    2M      4 ranks, scaled (500k)            3.7%    0.301  0.188    46.9
-    2M      8 ranks, scaled (250k)            4.0%    0.304  0.190   101.6
-    2M      4 ranks, sum (1M)                 0.1%    0.037  0.077   (collapsed: loss 3.6 -> 123)
-    10M     gensim 4.4, 2 workers            20.5%    0.540  0.260      -
-    10M     gensim 4.4, 1 worker             18.9%    0.516  0.244      -
-    10M     1 process                        20.1%    0.542  0.263      -
-    10M     2 ranks, scaled (1M)             20.5%    0.546  0.258    50.7
-    10M     4 ranks, scaled (500k)           21.4%    0.545  0.249   103.4
-    10M     8 ranks, scaled (250k)           20.7%    0.545  0.246   218.7
-    25M     gensim 4.4, 2 workers            34.8%    0.613  0.276      -
-    25M     gensim 4.4, 1 worker             33.3%    0.603  0.281      -
-    25M     1 process                        36.2%    0.618  0.278      -
-    25M     2 ranks, scaled (1M)             35.7%    0.618  0.273    83.7
-    25M     8 ranks, scaled (1M per rank)    33.0%    0.611  0.273    89.8
-    25M     8 ranks, scaled (250k)           36.1%    0.610  0.278   367.5
+    run                                              analogy  WS353  SimLex  B/pair/rank
+    1 process                                         26.5%   0.611  0.267       -
+    8 ranks, full syncs only (250k per rank) †        21.4%   0.581    -       211
+    8 ranks, full syncs every 62.5k per rank †        24.3%   0.579    -       867
+    8 ranks, full syncs, local rate cap 0.4           0.7%    0.308  0.125     211  (diverged)
+    8 ranks, + hot rows 1024 x 16, plain mean         25.6%   0.579  0.253     328
+    8 ranks, + hot rows 1024 x 16, per-row capped     26.2%   0.583  0.254     331  (default)
+    8 ranks, + hot rows 4096 x 16, per-row capped     26.1%   0.589  0.254     686
+    8 ranks, + hot rows 1024 x 64, per-row capped *   27.0%   0.587  0.260     974
+    8 ranks, + hot rows 1024 x 16, cap 0.2 *          22.9%   0.546  0.244     350
+    4 ranks, full syncs only (500k per rank) †        24.4%   0.605    -       103
+    4 ranks, full syncs every 125k per rank †         26.1%   0.600    -       408
+    4 ranks, + hot rows 1024 x 16 (uncapped)          27.1%   0.601  0.267     161
 
-So "scaled" holds single-process quality at 2 to 8 ranks; the staleness must be
-bounded in pairs across *all* ranks (``sync_every`` unset = 2M / world per rank):
-at 1M per rank, 8 ranks lost 3.2 points on the dev corpus. On the small prefixes
-more ranks score *higher* than one process (averaging replicas trained at a
-higher rate); gensim's 2-worker lead on 2M words is its ``corpus_file``
-learning-rate schedule (each worker decays alpha by its own half of the epoch),
-not its kernel: with 1 worker it scores what one corpus2vec process scores.
+(* another draw of the same prefix's pairs: the prefix copied under another path
+gets other document ids, hence other subsampling and window draws; † another such
+draw, on which one process scored 26.4% / 0.617.) Staleness of
+the hot rows was what cost quality at 4-8 ranks: merging them 16 times as often
+recovers the analogy points for half the bytes of syncing everything 4 times as
+often. Lowering the local rate instead (cap 0.2) loses 3 points: hot rows then
+learn at ``k/W`` of one process's rate. At alpha 0.025 (factor 8 uncapped) full
+syncs alone held quality at 2-8 ranks (session of 2026-12-02, README history).
+WordSim353 stays 0.02-0.03 below one process at 8 ranks in every variant.
 
-Bytes: each sync all-reduces both tables, ``2·V·d·4`` bytes per rank (81.8 MB on
-the dev corpus, V=102k, d=100), so 1M pairs per rank per sync cost ~82 bytes per trained
-pair per rank at 2 ranks and ~370 at 8 (docs/scaling.md projects that onto NVLink
-and 100 Gb/s links). Dense DDP all-reduces the same ``2·V·d·4`` bytes every
-*step* (~20 kB per pair at batch 4096); sparse all-reduce only exists on gloo;
-row-sharded tables need an all-to-all of rows per step, latency-bound on CPU.
-``bytes_communicated`` in the metrics counts the payload each rank hands to
-all-reduce (a ring moves about ``2(W-1)/W`` of it over each rank's link).
-Untested beyond 8 ranks: at ``W`` ranks the local learning rate is ``W·alpha``
-(0.2 at 8 ranks with the default 0.025). A single word2vec step stops being stable
-above ~0.3 (8 ranks at alpha 0.05, a local 0.4, were unstable; at 0.075 they diverged:
-docs/bench/learning_rate.md), so ``train.max_local_alpha`` (0.3) caps the factor:
-beyond 12 ranks at the default alpha the replicas step at 0.3, not ``W·alpha``.
+Bytes: a full sync all-reduces both tables, ``2·V·d·4`` bytes per rank (81.8 MB
+on the dev corpus, V=102k, d=100); the 15 partial syncs of an interval add
+``2·d·4·Σ_n min(V, 1024·2^tz(n))`` = 32,768 rows' worth (26 MB at d=100), and a
+capped merge one float32 per row for the counts. At 8 ranks on 10M words (V=59k)
+that is 331 bytes per trained pair per rank (211 without the partial syncs);
+docs/scaling.md projects that onto NVLink and 100 Gb/s links. Dense DDP
+all-reduces the same ``2·V·d·4`` bytes every *step* (~20 kB per pair at batch
+4096); sparse all-reduce only exists on gloo; row-sharded tables need an
+all-to-all of rows per step, latency-bound on CPU. ``bytes_communicated`` in the
+metrics counts the payload each rank hands to all-reduce (a ring moves about
+``2(W-1)/W`` of it over each rank's link). Untested beyond 8 ranks.
 
 Epoch ``e`` reads draw ``e % draws`` of the pairs (the pairs job writes one
 independent draw per epoch by default, as word2vec redraws subsampling, windows
@@ -220,7 +228,8 @@ def sync_interval(cfg: TrainConfig, world: int) -> int:
 
     A bound on the pairs trained across *all* ranks between averages, so the
     per-rank interval shrinks as ranks grow: at 1M pairs per rank, 8 ranks lost 3.2
-    analogy points on the dev corpus; at 250k they matched one process.
+    analogy points on the dev corpus; at 250k they matched one process (alpha 0.025; at
+    0.05 only with the partial syncs of the hot rows in between, see the module docstring).
     """
     if cfg.sync_every is not None:
         return cfg.sync_every
