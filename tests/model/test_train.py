@@ -152,10 +152,10 @@ def test_two_gloo_processes_train_through_launch_training(
     assert manifest.world_size == 2 and manifest.backend == "gloo"
     assert manifest.pairs_trained == 3 * planted.total_pairs
     metrics = json.loads(Path(out, "metrics.json").read_text())
-    vocab, dim = 500, CFG.vector_size
-    syncs = metrics["syncs"]
-    # per sync and rank: both tables (float32) plus 3 float64 stats
-    assert metrics["bytes_communicated"] == syncs * (2 * vocab * dim * 4 + 24)
+    # per full sync and rank: both tables (float32) plus 3 float64 stats, and 15 partial syncs
+    # of the first 1024·2^k rows, all 500 of them here
+    assert metrics["hot_syncs"] == 15 * metrics["syncs"]
+    assert metrics["bytes_communicated"] == metrics["syncs"] * (16 * 2 * 500 * CFG.vector_size * 4 + 24)
     assert metrics["pairs_per_s_per_rank"] == pytest.approx(metrics["pairs_per_s"] / 2)
     assert len(progress) >= CFG.epochs and {"pairs", "loss", "lr", "eta_s", "pairs_per_s"} <= set(
         progress[-1]
