@@ -341,8 +341,9 @@ def test_the_batched_kernel_at_the_web_batch_size_keeps_numba_quality(
         _train_here(planted_large, out, cfg)
         results[name] = _vectors(out)
     numba_sep = group_separation(results["numba"], planted_large.groups)
-    # measured: numba 0.587, torch at 65,536 0.604; without the row limit the run diverges (NaN)
-    assert group_separation(results["torch"], planted_large.groups) == pytest.approx(numba_sep, abs=0.05)
+    # measured at alpha 0.05: numba 0.581, torch at 65,536 0.638 (at 0.025: 0.587 and 0.604);
+    # without the row limit the run diverges (NaN)
+    assert group_separation(results["torch"], planted_large.groups) >= numba_sep - 0.05
     assert not np.isfinite(results["unlimited"]).all()
 
 
