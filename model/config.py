@@ -69,6 +69,8 @@ class PairsConfig:
     draws: int | None = None
 
 
+# rows in the smallest partial sync of the most frequent words (train.sync_hot_rows)
+HOT_ROWS = 1024
 SYNC_PAIRS_TOTAL = 2_000_000  # default pairs trained across all ranks between two syncs
 # Largest per-row score change (sum of lr·|g|·|x|² over a batch) the batched kernel applies
 # unscaled; chosen by measurement, see model/sgns.py torch_sgd_step.
@@ -107,8 +109,9 @@ class TrainConfig:
     max_local_alpha: float | None = 0.3
     # between two full syncs, ``sync_hot_splits - 1`` partial ones average only the most frequent
     # rows (vocab ids are by descending count): sub-sync n averages the first
-    # ``sync_hot_rows * 2**trailing_zeros(n)`` rows (IntelLabs pWord2Vec's schedule); 0 = off
-    sync_hot_rows: int = 1024
+    # ``sync_hot_rows * 2**trailing_zeros(n)`` rows (IntelLabs pWord2Vec's schedule); 0 = off;
+    # null = HOT_ROWS from 3 ranks on, off at 2 (there they cost 12% pairs/s and changed nothing)
+    sync_hot_rows: int | None = None
     sync_hot_splits: int = 16
     verify_shards: bool = True  # sha256 of each shard against the pairs manifest before first read
 
@@ -249,8 +252,8 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             "train.sync_every must be >= 1 (or null)",
         ),
         (
-            cfg.train.sync_hot_rows >= 0,
-            "train.sync_hot_rows must be >= 0 (0 = only full syncs)",
+            cfg.train.sync_hot_rows is None or cfg.train.sync_hot_rows >= 0,
+            "train.sync_hot_rows must be >= 0 (0 = only full syncs) or null (by world size)",
         ),
         (
             cfg.train.sync_hot_splits >= 1

@@ -18,7 +18,7 @@ from corpus2vec.model.config import TrainConfig, load_config
 from corpus2vec.model.contracts import Pairs, Train, Vocab
 from corpus2vec.model.launch import launch_training
 from corpus2vec.model.reader import VocabMismatchError
-from corpus2vec.model.train import DistEnv, parse_args, scaled_lr_factor, train
+from corpus2vec.model.train import DistEnv, hot_row_count, parse_args, scaled_lr_factor, train
 from tests.model.pairs_fixtures import (  # noqa: F401 - one_torch_thread is a fixture
     Planted,
     group_separation,
@@ -152,10 +152,9 @@ def test_two_gloo_processes_train_through_launch_training(
     assert manifest.world_size == 2 and manifest.backend == "gloo"
     assert manifest.pairs_trained == 3 * planted.total_pairs
     metrics = json.loads(Path(out, "metrics.json").read_text())
-    # per full sync and rank: both tables (float32) plus 3 float64 stats, and 15 partial syncs
-    # of the first 1024·2^k rows, all 500 of them here
-    assert metrics["hot_syncs"] == 15 * metrics["syncs"]
-    assert metrics["bytes_communicated"] == metrics["syncs"] * (16 * 2 * 500 * CFG.vector_size * 4 + 24)
+    # per sync and rank: both tables (float32) plus 3 float64 stats; no partial syncs at 2 ranks
+    assert metrics["hot_syncs"] == 0 and metrics["sync_hot_rows"] == 0
+    assert metrics["bytes_communicated"] == metrics["syncs"] * (2 * 500 * CFG.vector_size * 4 + 24)
     assert metrics["pairs_per_s_per_rank"] == pytest.approx(metrics["pairs_per_s"] / 2)
     assert len(progress) >= CFG.epochs and {"pairs", "loss", "lr", "eta_s", "pairs_per_s"} <= set(
         progress[-1]
@@ -345,6 +344,15 @@ def test_the_batched_kernel_at_the_web_batch_size_keeps_numba_quality(
     # without the row limit the run diverges (NaN)
     assert group_separation(results["torch"], planted_large.groups) >= numba_sep - 0.05
     assert not np.isfinite(results["unlimited"]).all()
+
+
+def test_partial_syncs_of_the_hot_rows_start_at_three_ranks() -> None:
+    default = TrainConfig()
+    assert [hot_row_count(default, w) for w in (1, 2, 3, 8)] == [0, 0, 1024, 1024]
+    assert hot_row_count(replace(default, sync_hot_rows=64), 2) == 64
+    assert hot_row_count(replace(default, sync_hot_rows=0), 8) == 0
+    with pytest.raises(ValueError, match="sync_hot_splits must be a power of two"):
+        load_config("tiny", ["sync_hot_splits=12"])
 
 
 def test_the_scaled_local_rate_is_capped_where_a_step_stops_being_stable() -> None:
