@@ -70,7 +70,11 @@ recovers the analogy points for half the bytes of syncing everything 4 times as
 often. Lowering the local rate instead (cap 0.2) loses 3 points: hot rows then
 learn at ``k/W`` of one process's rate. At alpha 0.025 (factor 8 uncapped) full
 syncs alone held quality at 2-8 ranks (session of 2026-12-02, README history).
-WordSim353 stays 0.02-0.03 below one process at 8 ranks in every variant.
+WordSim353 stays 0.02-0.03 below one process at 8 ranks in every variant on this draw;
+over two seeds of another draw 8 ranks scored 25.3% / 0.597 against one process's
+25.9% / 0.587 (docs/bench/scale_quality.md). At 2 ranks the partial syncs changed
+nothing on the dev corpus (41.1% / 0.615 with, 41.1% / 0.616 without) and cost 12%
+pairs/s, so by default they start at 3 ranks (:func:`hot_row_count`).
 
 Bytes: a full sync all-reduces both tables, ``2·V·d·4`` bytes per rank (81.8 MB
 on the dev corpus, V=102k, d=100); the 15 partial syncs of an interval add
