@@ -8,7 +8,9 @@ signals catch that without any tuning by the user:
 
 * every value of the table is finite;
 * training made progress: the last epoch's mean loss is below the first's (with
-  one epoch, the last tenth of the loss curve against the first tenth);
+  one epoch, the last tenth of the loss curve against the first tenth) and below
+  ``(1+K)·ln 2``, the loss of untrained (near-zero) vectors with K negatives: a run
+  that diverged to a loss of 1e25 and then fell to 3e23 passes the first test only;
 * the evaluation is not far below what the corpus size predicts
   (:data:`CORPUS_FLOORS`, about a third of what the bench preset reaches at that
   size; a floor is skipped when over 60% of its test set is out of vocabulary, e.g.
@@ -20,6 +22,7 @@ its own checks, so the manifest shows what was looked at.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -68,14 +71,17 @@ def _loss_fell(metrics: dict[str, Any]) -> dict[str, Any]:
     first, last = _loss_ends(metrics)
     if first is None or last is None:
         return _check("health:loss", None, None, True, "")
-    ok = bool(np.isfinite(last) and last < first)
-    return _check(
-        "health:loss",
-        last,
-        first,
-        ok,
-        f"the training loss did not fall (first {first:.4f}, last {last:.4f})",
-    )
+    negative = metrics.get("negative")
+    untrained = (1 + negative) * math.log(2) if isinstance(negative, int) and negative >= 0 else math.inf
+    limit = min(first, untrained)
+    ok = bool(np.isfinite(last) and last < limit)
+    message = f"the training loss did not fall (first {first:.4f}, last {last:.4f})"
+    if np.isfinite(last) and last < first:
+        message = (
+            f"the training loss did not fall below what untrained vectors score: it ended at "
+            f"{last:.4g}, above (1+K)·ln 2 = {untrained:.4f}"
+        )
+    return _check("health:loss", last, limit, ok, message)
 
 
 def _loss_ends(metrics: dict[str, Any]) -> tuple[float | None, float | None]:

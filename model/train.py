@@ -609,6 +609,7 @@ class Trainer:
         return {
             "pairs": c.pairs_trained,
             "seconds": seconds,
+            "negative": self.pairs_manifest.negative,  # the loss of untrained vectors is (1+K)·ln 2
             "pairs_per_s": c.pairs_trained / seconds,
             "pairs_per_s_per_rank": c.pairs_trained / seconds / self.env.world,
             "world_size": self.env.world,

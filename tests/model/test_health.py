@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -57,6 +58,8 @@ def test_non_finite_vectors_fail() -> None:
         {"epoch_loss": [3.57, 40.1, 122.9]},  # the 4-rank "sum" run that published collapsed vectors
         {"epoch_loss": [2.5, float("nan")]},
         {"epoch_loss": [2.5], "loss_curve": [{"loss": 2.0 + i / 10} for i in range(20)]},
+        # 8 ranks at a local rate of 0.4 on 10M words: diverged, then "fell" (analogy 0.7%)
+        {"epoch_loss": [1.27e25, 2.73e23], "negative": 5},
     ],
 )
 def test_a_loss_that_did_not_fall_fails(metrics: dict) -> None:
@@ -113,4 +116,9 @@ def test_a_diverged_training_run_is_refused_by_the_gate(planted: Planted, tmp_pa
     healthy = str(tmp_path / "healthy")
     limited = replace(cfg, row_step_limit=1.0, alpha=0.025)
     train(parse_args([*argv[:-1], healthy, "--config", json.dumps(asdict(limited))]), limited, DistEnv())
-    assert evaluate_run(healthy, planted.vocab_uri, EvalConfig(), str(tmp_path / "e2"))["health"]["passed"]
+    health = evaluate_run(healthy, planted.vocab_uri, EvalConfig(), str(tmp_path / "e2"))["health"]
+    assert health["passed"]
+    # training records K, so the loss is also held under what untrained vectors score, (1+K)·ln 2
+    assert json.loads(Path(healthy, "metrics.json").read_text())["negative"] == 5
+    loss = next(c for c in health["checks"] if c["check"] == "health:loss")
+    assert loss["value"] < loss["limit"] <= 6 * math.log(2)
