@@ -69,7 +69,7 @@ the hot rows was what cost quality at 4-8 ranks: merging them 16 times as often
 recovers the analogy points for half the bytes of syncing everything 4 times as
 often. Lowering the local rate instead (cap 0.2) loses 3 points: hot rows then
 learn at ``k/W`` of one process's rate. At alpha 0.025 (factor 8 uncapped) full
-syncs alone held quality at 2-8 ranks (session of 2026-12-02, README history).
+syncs alone held quality at 2-8 ranks (docs/bench/scale_quality-alpha0.025.md).
 WordSim353 stays 0.02-0.03 below one process at 8 ranks in every variant on this draw;
 over two seeds of another draw 8 ranks scored 25.3% / 0.597 against one process's
 25.9% / 0.587 (docs/bench/scale_quality.md). At 2 ranks the partial syncs changed
@@ -315,7 +315,7 @@ class Trainer:
         merge = cfg.sync_average if env.world > 1 else None
         self.lr_factor = scaled_lr_factor(cfg, env.world) if merge == "scaled" else 1
         self.sync_every = sync_interval(cfg, env.world)
-        self.hot_rows = hot_row_count(cfg, env.world)
+        self.hot_rows = hot_row_count(cfg, env.world) if cfg.sync_hot_splits > 1 else 0
         self.hot_splits = cfg.sync_hot_splits if self.hot_rows else 1
         # a capped "scaled" factor (lr_factor < world) weighs each row's summed change by how
         # many ranks touched it, so it needs the touched flags and the last synced tables too
@@ -430,10 +430,7 @@ class Trainer:
         stats = torch.tensor(self._since_sync, dtype=torch.float64, device=self.device)
         if self.env.world > 1:
             self._all_reduce(stats)
-            for table, touched, snapshot in zip(
-                (self.model.v, self.model.u), self.touched, self.snapshots, strict=True
-            ):
-                self._average(table, touched, snapshot)
+            self._merge_rows(self.vocab_size)
         self._since_sync = [0.0, 0]
         c = self.counters
         c.epoch, c.fraction, c.syncs = epoch, fraction, c.syncs + 1
@@ -457,12 +454,15 @@ class Trainer:
         which drift apart fastest, are merged at every sub-sync, and a row of rank ``k``
         about every ``k / sync_hot_rows`` of them; the full sync merges the rest.
         """
-        rows = min(self.vocab_size, self.hot_rows << ((part & -part).bit_length() - 1))
+        self._merge_rows(min(self.vocab_size, self.hot_rows << ((part & -part).bit_length() - 1)))
+        self.counters.hot_syncs += 1
+
+    def _merge_rows(self, rows: int) -> None:
+        """Merge the first ``rows`` rows of both tables (views: all of them at a full sync)."""
         for table, touched, snapshot in zip(
             (self.model.v, self.model.u), self.touched, self.snapshots, strict=True
         ):
             self._average(table[:rows], touched[:rows], None if snapshot is None else snapshot[:rows])
-        self.counters.hot_syncs += 1
 
     def _average(self, table: torch.Tensor, touched: torch.Tensor, snapshot: torch.Tensor | None) -> None:
         """Merge one table (or its first rows, a view) across ranks in place by the configured rule."""
@@ -623,7 +623,7 @@ class Trainer:
             "syncs": c.syncs,
             "hot_syncs": c.hot_syncs,
             "sync_every": self.sync_every,
-            "sync_hot_rows": self.hot_rows if self.hot_splits > 1 else 0,
+            "sync_hot_rows": self.hot_rows,
             "sync_average": self.cfg.sync_average,
             "epoch_loss": c.epoch_loss,
             "final_loss": c.epoch_loss[-1] if c.epoch_loss else None,
