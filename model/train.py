@@ -26,10 +26,16 @@ contiguous prefix costs one small all-reduce. How the replicas are merged
   linear learning-rate scaling of Ji et al. 2016 and BlazingText's multi-GPU mode).
   A row only one rank touched (the rare-word regime) moves by ``(1/W)·W·lr·grad``,
   what one process would do; a hot row that every replica drove to the same
-  equilibrium ends at the mean of those equilibria. A single word2vec step is
-  unstable above a rate of ~0.3 (8 ranks at a local 0.4 diverged on 10M words), so
-  ``k`` is capped at ``max_local_alpha / alpha`` (:func:`scaled_lr_factor`: 6 at 8
-  ranks and the default alpha 0.05). Once capped the plain mean would move a rare row
+  equilibrium ends at the mean of those equilibria. The local rate grows with the
+  world size, so ``k`` is capped at ``max_local_alpha / alpha`` (:func:`scaled_lr_factor`):
+  0.4, i.e. ``k = 8`` at the default alpha 0.05, uncapped up to 8 ranks. With full
+  syncs only, 8 ranks at a local 0.4 diverged on 2M and 10M words (so with
+  ``sync_hot_rows=0`` set ``max_local_alpha=0.3``); with the partial syncs below they
+  held on 2M, 10M and 25M words, and a local 0.6 diverged even so. A cap of 0.3
+  (``k = 6``) cost the 2M prefix 12-16% analogy at 8 ranks: a hot row, the mean
+  of 8 replicas each stepping at ``6·alpha``, then learns at 6/8 of one process's
+  rate, which a small corpus (rate-starved at 3 epochs) cannot afford; at 10M it
+  made no difference. Once capped (beyond 8 ranks) the plain mean would move a rare row
   only ``k/W`` of the way, so the merge becomes per row: ``new = last + Σ_r (table_r
   - last) / max(k, m)`` with ``m`` the ranks that touched the row since the last
   sync (one float32 count per row rides along): ``1/k`` undoes the scaling where the
@@ -54,7 +60,7 @@ three corpus sizes is in docs/bench/scale_quality.md):
     8 ranks, full syncs every 62.5k per rank †        24.3%   0.579    -       867
     8 ranks, full syncs, local rate cap 0.4           0.7%    0.308  0.125     211  (diverged)
     8 ranks, + hot rows 1024 x 16, plain mean         25.6%   0.579  0.253     328
-    8 ranks, + hot rows 1024 x 16, per-row capped     26.2%   0.583  0.254     331  (default)
+    8 ranks, + hot rows 1024 x 16, per-row capped     26.2%   0.583  0.254     331  (cap 0.3)
     8 ranks, + hot rows 4096 x 16, per-row capped     26.1%   0.589  0.254     686
     8 ranks, + hot rows 1024 x 64, per-row capped *   27.0%   0.587  0.260     974
     8 ranks, + hot rows 1024 x 16, cap 0.2 *          22.9%   0.546  0.244     350
@@ -76,11 +82,28 @@ over two seeds of another draw 8 ranks scored 25.3% / 0.597 against one process'
 nothing on the dev corpus (41.1% / 0.615 with, 41.1% / 0.616 without) and cost 12%
 pairs/s, so by default they start at 3 ranks (:func:`hot_row_count`).
 
+Those rows capped the local rate at 0.3 (``k = 6`` at 8 ranks). On the 2M-word prefix
+that cap was what kept 8 ranks 12-16% short of one process, not the sync interval
+(2026-12-03, one draw, docs/bench/local_rate_cap.md; mean over the seeds shown):
+
+    2M words, 8 ranks, hot rows 1024 x 16          seeds  analogy  WS353  B/pair/rank
+    1 process                                         4     5.6%   0.400       -
+    cap 0.3 (k = 6), 4 full syncs per epoch           2     4.6%   0.360     236
+    cap 0.3, at least 16 full syncs per epoch         2     5.0%   0.372     943
+    cap 0.3, hot rows 4096, 16 full syncs per epoch   2     5.3%   0.385    2449
+    cap 0.4 (k = 8), 16 full syncs per epoch          4     5.4%   0.394     933
+    cap 0.4 (k = 8), 4 full syncs per epoch           4     5.5%   0.397  233-292  (default)
+
+and on the 10M prefix (another draw, two seeds) 8 ranks at cap 0.4 scored 26.9% /
+0.594 against one process's 26.9% / 0.599 (cap 0.3: 26.1% / 0.575, seed 1), on the
+whole corpus 40.3% / 0.642 (seed 1) against one process's 40.8% / 0.649 (another draw).
+
 Bytes: a full sync all-reduces both tables, ``2·V·d·4`` bytes per rank (81.8 MB
 on the dev corpus, V=102k, d=100); the 15 partial syncs of an interval add
 ``2·d·4·Σ_n min(V, 1024·2^tz(n))`` = 32,768 rows' worth (26 MB at d=100), and a
-capped merge one float32 per row for the counts. At 8 ranks on 10M words (V=59k)
-that is 331 bytes per trained pair per rank (211 without the partial syncs);
+capped merge (beyond 8 ranks) one float32 per row for the counts. At 8 ranks on 10M
+words (V=59k) that is 340-353 bytes per trained pair per rank (211 without the
+partial syncs), 478 on the whole corpus;
 docs/scaling.md projects that onto NVLink and 100 Gb/s links. Dense DDP
 all-reduces the same ``2·V·d·4`` bytes every *step* (~20 kB per pair at batch
 4096); sparse all-reduce only exists on gloo; row-sharded tables need an
@@ -648,7 +671,7 @@ def hot_row_count(cfg: TrainConfig, world: int) -> int:
 
 def scaled_lr_factor(cfg: TrainConfig, world: int) -> float:
     """How much faster than ``alpha`` a rank steps under ``scaled``: ``world``, capped so that
-    ``factor * alpha <= max_local_alpha`` (a single word2vec step is unstable above ~0.3)."""
+    ``factor * alpha <= max_local_alpha`` (0.4 held at 8 ranks with the hot-row syncs, 0.6 diverged)."""
     if cfg.max_local_alpha is None:
         return float(world)
     return float(min(world, max(1.0, cfg.max_local_alpha / cfg.alpha)))
