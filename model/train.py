@@ -95,8 +95,8 @@ that cap was what kept 8 ranks 12-16% short of one process, not the sync interva
     cap 0.4 (k = 8), 4 full syncs per epoch           4     5.5%   0.397  233-292  (default)
 
 and on the 10M prefix (another draw, two seeds) 8 ranks at cap 0.4 scored 26.9% /
-0.594 against one process's 26.9% / 0.599 (cap 0.3: 26.1% / 0.575, seed 1), on the
-whole corpus 40.3% / 0.642 (seed 1) against one process's 40.8% / 0.649 (another draw).
+0.593 against one process's 26.8% / 0.598 (cap 0.3: 26.1% / 0.575, seed 1), on the
+whole corpus 39.9% / 0.633 against 39.7% / 0.642 (two seeds, same shards).
 
 Bytes: a full sync all-reduces both tables, ``2·V·d·4`` bytes per rank (81.8 MB
 on the dev corpus, V=102k, d=100); the 15 partial syncs of an interval add
