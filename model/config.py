@@ -106,7 +106,7 @@ class TrainConfig:
     sync_average: Literal["scaled", "sum", "touched", "mean"] = "scaled"
     # "scaled": the learning rate a rank steps at (world x alpha) is capped here. With the partial
     # syncs of the hot rows, 8 ranks at a local 0.4 (alpha 0.05) held on 2M-25M words, and 0.3 cost
-    # 2M words 16% analogy; a local 0.6 diverged, and so did 0.4 with full syncs only (use 0.3 with
+    # 2M words 16% analogy; a local 0.6 diverged, and 0.4 failed with full syncs only (use 0.3 with
     # sync_hot_rows=0) (docs/bench/learning_rate.md); null = no cap
     max_local_alpha: float | None = 0.4
     # between two full syncs, ``sync_hot_splits - 1`` partial ones average only the most frequent

@@ -29,7 +29,7 @@ contiguous prefix costs one small all-reduce. How the replicas are merged
   equilibrium ends at the mean of those equilibria. The local rate grows with the
   world size, so ``k`` is capped at ``max_local_alpha / alpha`` (:func:`scaled_lr_factor`):
   0.4, i.e. ``k = 8`` at the default alpha 0.05, uncapped up to 8 ranks. With full
-  syncs only, 8 ranks at a local 0.4 diverged on 2M and 10M words (so with
+  syncs only, 8 ranks at a local 0.4 failed on 2M and 10M words (3.1%, 0.7%; so with
   ``sync_hot_rows=0`` set ``max_local_alpha=0.3``); with the partial syncs below they
   held on 2M, 10M and 25M words, and a local 0.6 diverged even so. A cap of 0.3
   (``k = 6``) cost the 2M prefix 12-16% analogy at 8 ranks: a hot row, the mean
