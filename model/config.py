@@ -72,6 +72,8 @@ class PairsConfig:
 # rows in the smallest partial sync of the most frequent words (train.sync_hot_rows)
 HOT_ROWS = 1024
 SYNC_PAIRS_TOTAL = 2_000_000  # default pairs trained across all ranks between two syncs
+# the highest local rate (world x alpha) measured to hold at 8 ranks with full syncs only (0.4 failed)
+FULL_SYNC_LOCAL_ALPHA = 0.3
 # Largest per-row score change (sum of lr·|g|·|x|² over a batch) the batched kernel applies
 # unscaled; chosen by measurement, see model/sgns.py torch_sgd_step.
 ROW_STEP_LIMIT = 4.0
