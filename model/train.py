@@ -96,7 +96,7 @@ that cap was what kept 8 ranks 12-16% short of one process, not the sync interva
 
 and on the 10M prefix (another draw, two seeds) 8 ranks at cap 0.4 scored 26.9% /
 0.593 against one process's 26.8% / 0.598 (cap 0.3: 26.1% / 0.575, seed 1), on the
-whole corpus 39.9% / 0.633 against 39.7% / 0.642 (two seeds, same shards).
+whole corpus 40.0% / 0.636 against 39.8% / 0.644 (three seeds, same shards).
 
 Bytes: a full sync all-reduces both tables, ``2·V·d·4`` bytes per rank (81.8 MB
 on the dev corpus, V=102k, d=100); the 15 partial syncs of an interval add
