@@ -344,7 +344,7 @@ class Trainer:
         merge = cfg.sync_average if env.world > 1 else None
         self.lr_factor = scaled_lr_factor(cfg, env.world) if merge == "scaled" else 1
         self.sync_every = sync_interval(cfg, env.world)
-        self.hot_rows = hot_row_count(cfg, env.world) if cfg.sync_hot_splits > 1 else 0
+        self.hot_rows = hot_row_count(cfg, env.world)
         self.hot_splits = cfg.sync_hot_splits if self.hot_rows else 1
         # a capped "scaled" factor (lr_factor < world) weighs each row's summed change by how
         # many ranks touched it, so it needs the touched flags and the last synced tables too
@@ -665,13 +665,14 @@ class Trainer:
 
 
 def hot_row_count(cfg: TrainConfig, world: int) -> int:
-    """Rows in the smallest partial sync; 0 = full syncs only (one process, or off).
+    """Rows in the smallest partial sync; 0 = full syncs only (one process, or off,
+    by ``sync_hot_rows=0`` or ``sync_hot_splits=1``).
 
     Unset, :data:`HOT_ROWS` from 3 ranks on and none at 2: at 8 ranks and alpha 0.05 they
     were worth 4.8 analogy points on 10M words; at 2 ranks on the dev corpus they changed
     nothing (41.1% / 0.615 against 41.1% / 0.616) and cost 12% pairs/s on 2 cores.
     """
-    if world < 2:
+    if world < 2 or cfg.sync_hot_splits <= 1:
         return 0
     if cfg.sync_hot_rows is None:
         return HOT_ROWS if world > 2 else 0
@@ -685,8 +686,7 @@ def full_sync_rate_warning(cfg: TrainConfig, world: int) -> str | None:
     syncs only, 8 ranks at a local 0.4 failed on 2M and 10M words (analogy 3.1%, 0.7%).
     An explicit setting is the user's to make, so this warns rather than overriding it.
     """
-    partial = hot_row_count(cfg, world) > 0 and cfg.sync_hot_splits > 1
-    if world < 3 or cfg.sync_average != "scaled" or partial:
+    if world < 3 or cfg.sync_average != "scaled" or hot_row_count(cfg, world):
         return None
     local = scaled_lr_factor(cfg, world) * cfg.alpha
     if local <= FULL_SYNC_LOCAL_ALPHA + 1e-9:  # 6 x 0.05 is 0.30000000000000004
