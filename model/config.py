@@ -90,6 +90,8 @@ class TrainConfig:
     alpha: float = 0.05
     min_alpha: float = 0.0001
     seed: int = 1
+    # input vectors start uniform(-init_range/d, init_range/d): 0.5 is word2vec.c, 1.0 gensim 4
+    init_range: float = 0.5
     nproc: int = 2  # torchrun --nproc_per_node
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = 4096  # pairs per optimisation step on the torch path
@@ -247,6 +249,7 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             "need 0 <= min_alpha <= alpha, alpha > 0",
         ),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+        (0 < cfg.train.init_range <= 10, "train.init_range must be in (0, 10]"),
         (
             cfg.train.max_local_alpha is None or cfg.train.max_local_alpha > 0,
             "train.max_local_alpha must be > 0 (or null)",

@@ -184,7 +184,7 @@ from corpus2vec.model.sgns import SGNS, init_tables
 PROGRESS_EVERY_S = 2.0
 NUMBA_BATCH = 1 << 16  # pairs per kernel call: big enough to amortise Python, small enough to stream
 # Settings that define the trained model: a checkpoint made with other values is refused.
-_RESUME_KEYS = ("vector_size", "epochs", "alpha", "min_alpha", "seed", "output")
+_RESUME_KEYS = ("vector_size", "epochs", "alpha", "min_alpha", "seed", "init_range", "output")
 
 
 @dataclass(frozen=True)
@@ -363,7 +363,9 @@ class Trainer:
         """Fresh seeded tables, or the latest checkpoint's (also restoring the counters)."""
         loaded = checkpoint.load_latest(self.out)
         if loaded is None:
-            return init_tables(self.vocab_size, self.cfg.vector_size, self.cfg.seed, str(self.device))
+            return init_tables(
+                self.vocab_size, self.cfg.vector_size, self.cfg.seed, str(self.device), self.cfg.init_range
+            )
         v, u, state = loaded
         self._check_resumable(state, v.shape)
         saved = state["counters"]

@@ -99,6 +99,12 @@ def test_init_follows_word2vec() -> None:
     assert torch.equal(init_tables(1000, 50, seed=3)[0], v)
 
 
+def test_init_range_scales_the_input_table_as_gensim_does() -> None:
+    v, _ = init_tables(1000, 50, seed=3, init_range=1.0)  # gensim 4: uniform(-1/d, 1/d)
+    assert 0.9 / 50 < float(v.abs().max()) <= 1.0 / 50
+    assert torch.allclose(v, 2 * init_tables(1000, 50, seed=3)[0])  # same draws, twice the width
+
+
 def _planted_batches(pairs: int = 60_000, groups: int = 8, per_group: int = 10, seed: int = 0):
     rng = np.random.default_rng(seed)
     vocab = groups * per_group
