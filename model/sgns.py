@@ -1,7 +1,8 @@
 """Skip-gram with negative sampling (SGNS): the tables, the loss and two update kernels.
 
 The model is two ``V x d`` float32 tables held as CPU or CUDA torch tensors:
-``v`` (input vectors, uniform(-0.5/d, 0.5/d)) and ``u`` (output vectors, zeros).
+``v`` (input vectors, uniform(-r/d, r/d), ``train.init_range`` r = 1.0 as gensim 4, 0.5 as
+word2vec.c) and ``u`` (output vectors, zeros).
 For one pair ``(c, o)`` with noise words ``n_1..n_K`` the loss is
 
     -log σ(u_o·v_c) - Σ_k log σ(-u_{n_k}·v_c)
