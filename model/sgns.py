@@ -112,10 +112,10 @@ def _sgd_pairs(
 
 
 def init_tables(
-    vocab_size: int, dim: int, seed: int, device: str = "cpu", init_range: float = 0.5
+    vocab_size: int, dim: int, seed: int, device: str = "cpu", *, init_range: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fresh ``(v, u)``: input uniform(-r/d, r/d) from ``seed`` (r = 0.5 as word2vec.c; gensim 4
-    uses 1.0), output zeros."""
+    uses 1.0), output zeros. No default: TrainConfig.init_range is the one place that decides."""
     rng = np.random.default_rng(seed)
     v = rng.uniform(-init_range / dim, init_range / dim, size=(vocab_size, dim)).astype(np.float32)
     return torch.from_numpy(v).to(device), torch.zeros(vocab_size, dim, dtype=torch.float32, device=device)

@@ -364,7 +364,11 @@ class Trainer:
         loaded = checkpoint.load_latest(self.out)
         if loaded is None:
             return init_tables(
-                self.vocab_size, self.cfg.vector_size, self.cfg.seed, str(self.device), self.cfg.init_range
+                self.vocab_size,
+                self.cfg.vector_size,
+                self.cfg.seed,
+                str(self.device),
+                init_range=self.cfg.init_range,
             )
         v, u, state = loaded
         self._check_resumable(state, v.shape)

@@ -92,17 +92,19 @@ def _np(*values: list) -> list[np.ndarray]:
 
 
 def test_init_follows_word2vec() -> None:
-    v, u = init_tables(1000, 50, seed=3)
+    v, u = init_tables(1000, 50, seed=3, init_range=0.5)
     assert v.dtype == torch.float32 and float(v.abs().max()) <= 0.5 / 50
     assert float(v.std()) == pytest.approx(1 / 50 / math.sqrt(12), rel=0.05)  # uniform(-a, a): std a/√3
     assert not u.any()
-    assert torch.equal(init_tables(1000, 50, seed=3)[0], v)
+    assert torch.equal(init_tables(1000, 50, seed=3, init_range=0.5)[0], v)
 
 
 def test_init_range_scales_the_input_table_as_gensim_does() -> None:
     v, _ = init_tables(1000, 50, seed=3, init_range=1.0)  # gensim 4: uniform(-1/d, 1/d)
     assert 0.9 / 50 < float(v.abs().max()) <= 1.0 / 50
-    assert torch.allclose(v, 2 * init_tables(1000, 50, seed=3)[0])  # same draws, twice the width
+    assert torch.allclose(
+        v, 2 * init_tables(1000, 50, seed=3, init_range=0.5)[0]
+    )  # same draws, twice the width
 
 
 def _planted_batches(pairs: int = 60_000, groups: int = 8, per_group: int = 10, seed: int = 0):
@@ -119,7 +121,7 @@ def _planted_batches(pairs: int = 60_000, groups: int = 8, per_group: int = 10, 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_loss_goes_down_and_groups_separate(kernel: str, threads: int) -> None:
     vocab, groups, center, context, negatives = _planted_batches()
-    v, u = init_tables(vocab, 16, seed=1)
+    v, u = init_tables(vocab, 16, seed=1, init_range=0.5)
     model = SGNS(v, u, kernel=kernel, threads=threads)
     batch, epochs, losses = 512, 4, []
     steps = center.shape[0] // batch
@@ -140,7 +142,7 @@ def test_one_thread_is_bitwise_deterministic() -> None:
     vocab, _, center, context, negatives = _planted_batches(pairs=20_000)
     results = []
     for _ in range(2):
-        model = SGNS(*init_tables(vocab, 16, seed=1), threads=1)
+        model = SGNS(*init_tables(vocab, 16, seed=1, init_range=0.5), threads=1)
         model.train_batch(center, context, negatives, 0.025, -1e-7)
         results.append(model.v.numpy().copy())
     assert np.array_equal(results[0], results[1])
