@@ -111,8 +111,27 @@ def stop_spark(spark: Any) -> None:
 
 
 def run_gensim(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int) -> dict[str, Any]:
-    """gensim skip-gram with negative sampling, the reference settings (the bench preset)."""
+    """gensim skip-gram with negative sampling, the reference settings (the bench preset).
+
+    ``corpus_file`` mode: each worker trains on its share of the file and decays the
+    learning rate by its own progress (see scale_quality.gensim_row).
+    """
+    return _gensim(corpus, cfg, out, workers, streamed=False)
+
+
+def run_gensim_sentences(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int) -> dict[str, Any]:
+    """gensim as most users call it: an iterable of sentences (``LineSentence``), one global schedule.
+
+    The producer thread hands jobs of 10,000 words to the workers and each job's learning
+    rate comes from the words done over all workers, so alpha falls linearly from ``alpha``
+    to ``min_alpha`` over all epochs whatever the worker count, as in corpus2vec.
+    """
+    return _gensim(corpus, cfg, out, workers, streamed=True)
+
+
+def _gensim(corpus: Path, cfg: Any, out: Path, workers: int, *, streamed: bool) -> dict[str, Any]:
     from gensim.models import Word2Vec
+    from gensim.models.word2vec import LineSentence
 
     started = time.monotonic()
     model = Word2Vec(
@@ -120,11 +139,13 @@ def run_gensim(corpus: Path, cfg: Any, out: Path, workers: int, tokens: int) -> 
         min_count=cfg.vocab.min_count, vector_size=cfg.train.vector_size, alpha=cfg.train.alpha,
         min_alpha=cfg.train.min_alpha, seed=cfg.train.seed, workers=workers, ns_exponent=cfg.pairs.ns_exponent,
     )  # fmt: skip
-    model.build_vocab(corpus_file=str(corpus))
+    # LineSentence cuts lines at 10,000 words, as corpus_file mode does: the same sentences.
+    source = {"corpus_iterable": LineSentence(str(corpus))} if streamed else {"corpus_file": str(corpus)}
+    model.build_vocab(**source)
     prep = time.monotonic() - started
     started = time.monotonic()
     model.train(
-        corpus_file=str(corpus), total_words=model.corpus_total_words,
+        **source, total_words=model.corpus_total_words,
         total_examples=model.corpus_count, epochs=cfg.train.epochs,
     )  # fmt: skip
     train = time.monotonic() - started
@@ -229,7 +250,12 @@ def run_spark_stages(spark: Any, corpus: Path, layout: Any, cfg: Any) -> dict[st
     return timings
 
 
-PEERS = {"corpus2vec": run_corpus2vec, "gensim": run_gensim, "spark-mllib": run_spark_mllib}
+PEERS = {
+    "corpus2vec": run_corpus2vec,
+    "gensim": run_gensim,
+    "gensim-sentences": run_gensim_sentences,
+    "spark-mllib": run_spark_mllib,
+}
 
 
 def child_main(args: argparse.Namespace) -> None:

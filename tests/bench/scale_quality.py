@@ -17,8 +17,10 @@ trains on the *same* pair shards, so the rows compare quality at equal pairs:
   per corpus size), on CPU with one process: the same code and numerics as on CUDA.
 * gensim 4.4 skip-gram on the same prefix with the same settings, with 2 workers and
   with 1 (its ``corpus_file`` mode decays the learning rate per worker, see
-  :func:`gensim_row`, so the two differ in schedule, not only in speed); its speed
-  is converted to pairs/s with the pairs-per-word ratio of our shards.
+  :func:`gensim_row`, so the two differ in schedule, not only in speed;
+  ``--gensim-modes corpus_file,sentences`` adds gensim fed an iterable, whose schedule
+  is the nominal one at any worker count); its speed is converted to pairs/s with the
+  pairs-per-word ratio of our shards.
 
 With ``--seeds 1,2,3`` every row runs once per training seed (the shards stay the
 same: only initialisation, read order and Hogwild interleaving change) and a second
@@ -174,6 +176,7 @@ def gensim_row(
     ratio: float,
     workers: int,
     seed: int | None = None,
+    mode: str = "corpus_file",
 ) -> dict:
     """gensim 4.4 on the same prefix in a child process, scored by the same evaluation.
 
@@ -182,12 +185,17 @@ def gensim_row(
     ``get_next_alpha`` from the worker's ``total_sentences`` over the whole corpus's
     count), so with 2 workers alpha only falls half-way within each epoch: a higher
     effective learning rate than the nominal linear decay. One worker follows it.
+    ``mode="sentences"`` feeds the same lines as an iterable (``LineSentence``): gensim's
+    producer then decays alpha over the words done by all workers, the nominal schedule.
     """
     with open(corpus, encoding="utf-8") as handle:
         counts = Counter(w for line in handle for w in line.split())
     extra = [] if seed is None else [f"train.seed={seed}"]
-    row = peers.run_peer("gensim", corpus, tokens, out, "bench", [*sets, *extra], workers)
-    label = f"gensim 4.4, {workers} worker{'s' if workers > 1 else ''}"
+    peer = "gensim" if mode == "corpus_file" else f"gensim-{mode}"
+    row = peers.run_peer(peer, corpus, tokens, out, "bench", [*sets, *extra], workers)
+    label = f"gensim 4.4, {workers} worker{'s' if workers > 1 else ''}" + (
+        "" if peer == "gensim" else f", {mode}"
+    )
     if "skipped" in row:
         return {"size": size, "system": "gensim", "run": label, "seed": seed, "skipped": row["skipped"]}
     peers.evaluate_row(row, counts, "bench")
@@ -369,9 +377,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{size}: {tokens:,} tokens, {ratio:.2f} pairs/word {timings}", file=sys.stderr, flush=True)
         seeds: list[int | None] = [int(s) for s in args.seeds.split(",") if s] or [None]
         for seed in seeds:
-            for workers in [int(w) for w in args.gensim_workers.split(",") if w and not args.no_gensim]:
-                _put(rows, gensim_row(corpus, tokens, size, out, tuple(args.set), ratio, workers, seed))
-                _report(rows, prep, out, args)
+            for mode in [m for m in args.gensim_modes.split(",") if m and not args.no_gensim]:
+                for workers in [int(w) for w in args.gensim_workers.split(",") if w]:
+                    _put(
+                        rows,
+                        gensim_row(corpus, tokens, size, out, tuple(args.set), ratio, workers, seed, mode),
+                    )
+                    _report(rows, prep, out, args)
             for spec in [] if args.no_runs else matrix(args, size):
                 print(f"  {size} {spec} seed={seed} ...", file=sys.stderr, flush=True)
                 _put(rows, train_row(layout, cfg, spec, size, out, seed))
@@ -432,13 +444,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", nargs="*", help="explicit TrainConfig override specs instead of the matrix")
     parser.add_argument("--no-gensim", action="store_true")
     parser.add_argument("--gensim-workers", default="2,1", help="one gensim row per worker count")
+    parser.add_argument(
+        "--gensim-modes",
+        default="corpus_file",
+        help="comma list of corpus_file (its per-worker schedule) and sentences (an iterable, one schedule)",
+    )
     parser.add_argument("--no-runs", action="store_true", help="only gensim (with --append: add its rows)")
     parser.add_argument("--append", action="store_true", help="add to (or replace rows of) the last report")
     parser.add_argument("--set", action="append", default=[], help="config override for every run")
     parser.add_argument(
         "--seeds", default="", help="comma list of training seeds: every row once per seed, plus a mean table"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = set(args.gensim_modes.split(",")) - {"", "corpus_file", "sentences"}
+    if unknown:
+        parser.error(f"--gensim-modes: unknown {sorted(unknown)}; use corpus_file and/or sentences")
+    return args
 
 
 if __name__ == "__main__":
