@@ -15,12 +15,13 @@ trains on the *same* pair shards, so the rows compare quality at equal pairs:
   equal pairs is what counts; pairs/s per rank is reported as measured.
 * the batched GPU kernel (``kernel=torch``) at batch 4k, 64k, 256k, 1M (``--batches``,
   per corpus size), on CPU with one process: the same code and numerics as on CUDA.
-* gensim 4.4 skip-gram on the same prefix with the same settings, with 2 workers and
-  with 1 (its ``corpus_file`` mode decays the learning rate per worker, see
-  :func:`gensim_row`, so the two differ in schedule, not only in speed;
-  ``--gensim-modes corpus_file,sentences`` adds gensim fed an iterable, whose schedule
-  is the nominal one at any worker count); its speed is converted to pairs/s with the
-  pairs-per-word ratio of our shards.
+* gensim 4.4 skip-gram on the same prefix with the same settings, read two ways
+  (``--gensim-modes``): ``corpus_file`` with 2 workers and with 1 (that mode decays the
+  learning rate per worker, see :func:`gensim_row`, so the two differ in schedule, not
+  only in speed), and ``sentences``, the same lines as an iterable (``LineSentence``,
+  how most users call gensim; one schedule over all workers). ``--gensim-workers``
+  applies to both modes. Its speed is converted to pairs/s with the pairs-per-word
+  ratio of our shards. "Best gensim" below is the gensim row with the higher mean analogy.
 
 With ``--seeds 1,2,3`` every row runs once per training seed (the shards stay the
 same: only initialisation, read order and Hogwild interleaving change) and a second
@@ -446,7 +447,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gensim-workers", default="2,1", help="one gensim row per worker count")
     parser.add_argument(
         "--gensim-modes",
-        default="corpus_file",
+        default="corpus_file,sentences",
         help="comma list of corpus_file (its per-worker schedule) and sentences (an iterable, one schedule)",
     )
     parser.add_argument("--no-runs", action="store_true", help="only gensim (with --append: add its rows)")
