@@ -32,6 +32,8 @@ by ~0.5 analogy points on the 2M prefix, as much as some effects measured.
 Every row is scored by the same code (:func:`corpus2vec.model.evaluate.evaluate_vectors`:
 analogy with restrict_vocab 30000, WordSim353, SimLex-999, OOV rates). Writes
 ``scale_quality.json`` and ``scale_quality.md`` under ``--out``; prints the table.
+``--combine A/scale_quality.json B/scale_quality.json --out C`` merges the rows of runs made
+apart (other seeds, other days) into one report, so a mean over 6 seeds need not run in one go.
 This is a benchmark, not a test: nothing asserts, it measures.
 """
 
@@ -39,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 import time
 from collections import Counter
@@ -292,6 +296,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             values = [m[key] for m in members if m.get(key) is not None and m[key] == m[key]]
             stats[key] = sum(values) / len(values) if values else None
             stats[f"{key}_range"] = (min(values), max(values)) if values else None
+            stats[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else None
         stats["system"] = members[0]["system"]
         out.append(stats)
     for s in out:
@@ -310,8 +315,23 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "analogy_points": 100 * (s["analogy"] - ref["analogy"]),
                 "analogy_rel": s["analogy"] / ref["analogy"] - 1 if ref["analogy"] else None,
                 "wordsim353": s["wordsim353"] - (ref["wordsim353"] or 0.0),
+                "analogy_points_2se": _two_se(s, ref, "analogy", 100.0),
+                "wordsim353_2se": _two_se(s, ref, "wordsim353"),
             }
     return out
+
+
+def _two_se(a: dict[str, Any], b: dict[str, Any], key: str, scale: float = 1.0) -> float | None:
+    """Two standard errors of ``mean(a) - mean(b)`` over seeds (Welch), or None under 2 seeds each.
+
+    Why: one seed of one setting moves WordSim353 by ~0.01 and analogy by ~0.5 points, as
+    much as the differences the tables are read for; a difference inside this band is not
+    evidence either way.
+    """
+    sd_a, sd_b = a.get(f"{key}_sd"), b.get(f"{key}_sd")
+    if sd_a is None or sd_b is None:
+        return None
+    return 2 * scale * math.sqrt(sd_a**2 / a["seeds"] + sd_b**2 / b["seeds"])
 
 
 def summary_markdown(stats: list[dict[str, Any]]) -> str:
@@ -330,10 +350,14 @@ def summary_markdown(stats: list[dict[str, Any]]) -> str:
         if not d:
             return "-"
         rel = f", {100 * d['analogy_rel']:+.0f}%" if d["analogy_rel"] is not None else ""
-        return f"{d['analogy_points']:+.1f} pt{rel} / {d['wordsim353']:+.3f}"
+        band_a = f" ±{d['analogy_points_2se']:.1f}" if d.get("analogy_points_2se") is not None else ""
+        band_w = f" ±{d['wordsim353_2se']:.3f}" if d.get("wordsim353_2se") is not None else ""
+        return f"{d['analogy_points']:+.1f}{band_a} pt{rel} / {d['wordsim353']:+.3f}{band_w}"
 
     lines = [
         "### Mean over seeds (analogy points and relative / WS353 against one process and the best gensim)\n",
+        "A difference's ± is two standard errors over seeds (Welch; shown where both runs have 2+ seeds):"
+        " a difference inside it is seed noise, not an effect (from 2 seeds the band itself is rough).\n",
         "| corpus | system / run | seeds | analogy | WS353 | SimLex | vs 1 process | vs best gensim | pairs/s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -350,9 +374,44 @@ def _big(value: float | None) -> str:
     return "-" if value is None else f"{value / 1e6:.2f}M"
 
 
+def combine(paths: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+    """Rows of several reports as one (runs of other seeds, machines or sessions); nothing trains.
+
+    A (size, run, seed) found in two reports is refused rather than one silently winning, and
+    so are reports made with different ``--set`` overrides: their rows do not measure the same
+    thing. Each report's shards are its own draw, so its ``prepared`` entry is kept per file.
+    """
+    rows: list[dict[str, Any]] = []
+    prep: dict[str, Any] = {}
+    seen: dict[tuple[Any, ...], str] = {}
+    sets: list[str] | None = None
+    for path in paths:
+        report = json.loads(Path(path).read_text())
+        if sets is not None and report.get("sets", []) != sets:
+            raise SystemExit(
+                f"--combine: {path} was run with --set {report.get('sets')}, the first with {sets}"
+            )
+        sets = report.get("sets", [])
+        for row in report["rows"]:
+            key = (row["size"], row["run"], row.get("seed"))
+            if key in seen:
+                raise SystemExit(
+                    f"--combine: {key} is in both {seen[key]} and {path}; rerun one with other seeds"
+                )
+            seen[key] = path
+            _put(rows, {**row, "source": path})
+        prep[path] = report.get("prepared", {})
+    return rows, prep, sets or []
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = Path(args.out)
+    if args.combine:
+        out.mkdir(parents=True, exist_ok=True)
+        rows, prep, args.set = combine(args.combine)
+        print(_report(rows, prep, out, args))
+        return
     (out / "stores").mkdir(parents=True, exist_ok=True)
     cfg = load_bench(tuple(args.set))
     rows: list[dict[str, Any]] = []
@@ -455,6 +514,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], help="config override for every run")
     parser.add_argument(
         "--seeds", default="", help="comma list of training seeds: every row once per seed, plus a mean table"
+    )
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="REPORT",
+        help="write one report (and its mean-over-seeds table) from several scale_quality.json; trains nothing",
     )
     args = parser.parse_args(argv)
     unknown = set(args.gensim_modes.split(",")) - {"", "corpus_file", "sentences"}
