@@ -399,7 +399,7 @@ def combine(paths: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any], lis
                     f"--combine: {key} is in both {seen[key]} and {path}; rerun one with other seeds"
                 )
             seen[key] = path
-            _put(rows, {**row, "source": path})
+            _put(rows, {**row, "source": path, "machine": report.get("machine")})
         prep[path] = report.get("prepared", {})
     return rows, prep, sets or []
 
@@ -410,7 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.combine:
         out.mkdir(parents=True, exist_ok=True)
         rows, prep, args.set = combine(args.combine)
-        print(_report(rows, prep, out, args))
+        machines = sorted({str(r.get("machine")) for r in rows if r.get("machine")})
+        print(_report(rows, prep, out, args, machine="; ".join(machines) or "(as in each source report)"))
         return
     (out / "stores").mkdir(parents=True, exist_ok=True)
     cfg = load_bench(tuple(args.set))
@@ -468,10 +469,16 @@ def _gensim_first(row: dict[str, Any]) -> tuple[bool, int]:
     return (not gensim, -(row.get("threads") or 0) if gensim else 0)
 
 
-def _report(rows: list[dict[str, Any]], prep: dict[str, Any], out: Path, args: argparse.Namespace) -> str:
+def _report(
+    rows: list[dict[str, Any]],
+    prep: dict[str, Any],
+    out: Path,
+    args: argparse.Namespace,
+    machine: str | None = None,
+) -> str:
     """Write the JSON and the Markdown (after every row, so a long run can be read as it goes)."""
     report = {
-        "machine": peers.machine(),
+        "machine": machine or peers.machine(),
         "corpus": args.corpus,
         "sets": args.set,
         "prepared": prep,
