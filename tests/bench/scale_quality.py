@@ -297,6 +297,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             stats[key] = sum(values) / len(values) if values else None
             stats[f"{key}_range"] = (min(values), max(values)) if values else None
             stats[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else None
+        if len({m.get("machine") for m in members}) > 1:  # --combine of other machines: speeds do not pool
+            stats["pairs_per_s"] = stats["pairs_per_s_range"] = stats["pairs_per_s_sd"] = None
         stats["system"] = members[0]["system"]
         out.append(stats)
     for s in out:
@@ -315,8 +317,12 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "analogy_points": 100 * (s["analogy"] - ref["analogy"]),
                 "analogy_rel": s["analogy"] / ref["analogy"] - 1 if ref["analogy"] else None,
                 "wordsim353": s["wordsim353"] - (ref["wordsim353"] or 0.0),
+                "simlex999": None
+                if None in (s["simlex999"], ref["simlex999"])
+                else s["simlex999"] - ref["simlex999"],
                 "analogy_points_2se": _two_se(s, ref, "analogy", 100.0),
                 "wordsim353_2se": _two_se(s, ref, "wordsim353"),
+                "simlex999_2se": _two_se(s, ref, "simlex999"),
             }
     return out
 
@@ -350,12 +356,18 @@ def summary_markdown(stats: list[dict[str, Any]]) -> str:
         if not d:
             return "-"
         rel = f", {100 * d['analogy_rel']:+.0f}%" if d["analogy_rel"] is not None else ""
-        band_a = f" ±{d['analogy_points_2se']:.1f}" if d.get("analogy_points_2se") is not None else ""
-        band_w = f" ±{d['wordsim353_2se']:.3f}" if d.get("wordsim353_2se") is not None else ""
-        return f"{d['analogy_points']:+.1f}{band_a} pt{rel} / {d['wordsim353']:+.3f}{band_w}"
+
+        def band(key: str, digits: int) -> str:
+            return f" ±{d[key]:.{digits}f}" if d.get(key) is not None else ""
+
+        simlex = "" if d.get("simlex999") is None else f" / {d['simlex999']:+.3f}{band('simlex999_2se', 3)}"
+        return (
+            f"{d['analogy_points']:+.1f}{band('analogy_points_2se', 1)} pt{rel}"
+            f" / {d['wordsim353']:+.3f}{band('wordsim353_2se', 3)}{simlex}"
+        )
 
     lines = [
-        "### Mean over seeds (analogy points and relative / WS353 against one process and the best gensim)\n",
+        "### Mean over seeds (analogy points and relative / WS353 / SimLex against one process and the best gensim)\n",
         "A difference's ± is two standard errors over seeds (Welch; shown where both runs have 2+ seeds):"
         " a difference inside it is seed noise, not an effect (from 2 seeds the band itself is rough).\n",
         "| corpus | system / run | seeds | analogy | WS353 | SimLex | vs 1 process | vs best gensim | pairs/s |",
@@ -380,6 +392,8 @@ def combine(paths: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any], lis
     A (size, run, seed) found in two reports is refused rather than one silently winning, and
     so are reports made with different ``--set`` overrides: their rows do not measure the same
     thing. Each report's shards are its own draw, so its ``prepared`` entry is kept per file.
+    Quality pools across machines, speed does not: a run whose seeds come from reports made on
+    different machines shows no mean pairs/s.
     """
     rows: list[dict[str, Any]] = []
     prep: dict[str, Any] = {}
