@@ -413,7 +413,8 @@ def combine(paths: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any], lis
                     f"--combine: {key} is in both {seen[key]} and {path}; rerun one with other seeds"
                 )
             seen[key] = path
-            _put(rows, {**row, "source": path, "machine": report.get("machine")})
+            # a row of an earlier --combine keeps its own source and machine
+            _put(rows, {"source": path, "machine": report.get("machine"), **row})
         prep[path] = report.get("prepared", {})
     return rows, prep, sets or []
 
