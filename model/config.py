@@ -115,6 +115,9 @@ class TrainConfig:
     # 2M words 16% analogy; a local 0.6 diverged, and 0.4 failed with full syncs only (use 0.3 with
     # sync_hot_rows=0) (docs/bench/learning_rate.md); null = no cap
     max_local_alpha: float | None = 0.4
+    # once capped (world x alpha > max_local_alpha), a row's merged change is the touchers' summed
+    # change over max(factor, touchers / capped_merge_reach): 1 never lands beyond their mean
+    capped_merge_reach: float = 1.0
     # between two full syncs, ``sync_hot_splits - 1`` partial ones average only the most frequent
     # rows (vocab ids are by descending count): sub-sync n averages the first
     # ``sync_hot_rows * 2**trailing_zeros(n)`` rows (IntelLabs pWord2Vec's schedule); 0 = off;
@@ -256,6 +259,7 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             cfg.train.max_local_alpha is None or cfg.train.max_local_alpha > 0,
             "train.max_local_alpha must be > 0 (or null)",
         ),
+        (cfg.train.capped_merge_reach >= 1.0, "train.capped_merge_reach must be >= 1"),
         (
             cfg.train.sync_every is None or cfg.train.sync_every >= 1,
             "train.sync_every must be >= 1 (or null)",

@@ -513,6 +513,7 @@ class Trainer:
             change = table - snapshot
             self._all_reduce(change)
             self._all_reduce(touched)
+            touched.div_(self.cfg.capped_merge_reach)
             weight = 1.0 / touched.clamp_(min=self.lr_factor)
             table.copy_(snapshot.add_(change.mul_(weight[:, None])))
             touched.zero_()

@@ -315,6 +315,20 @@ def test_four_gloo_ranks_keep_single_process_quality(
         capped_metrics["bytes_communicated"]
         == metrics["bytes_communicated"] + metrics["syncs"] * touched_bytes
     )
+    # capped_merge_reach=2 (= world / factor): every row's summed change over the factor, up to
+    # twice the touchers' mean; what held 16 ranks on the 2M prefix (docs/bench/sixteen_ranks.md)
+    reach = str(tmp_path / "reach")
+    launch_training(
+        planted.pairs_uri,
+        planted.vocab_uri,
+        reach,
+        replace(four_ranks, max_local_alpha=0.1, capped_merge_reach=2.0),
+    )
+    reached = _vectors(reach)
+    assert not np.allclose(reached, _vectors(capped))  # the rule changed the merge
+    assert group_separation(reached, planted.groups) == pytest.approx(
+        group_separation(one, planted.groups), abs=0.05
+    )
     # the statistic tells a collapse apart: summing the 4 replicas' updates overshoots hot rows
     summed = str(tmp_path / "sum")
     launch_training(planted.pairs_uri, planted.vocab_uri, summed, replace(four_ranks, sync_average="sum"))
@@ -389,3 +403,5 @@ def test_the_scaled_local_rate_is_capped_where_a_step_stops_being_stable() -> No
     assert load_config("tiny", ["alpha=0.5"]).train.alpha == 0.5  # one process: the cap never slows a rank
     with pytest.raises(ValueError, match="max_local_alpha must be > 0"):
         load_config("tiny", ["max_local_alpha=0"])
+    with pytest.raises(ValueError, match="capped_merge_reach must be >= 1"):
+        load_config("tiny", ["capped_merge_reach=0.5"])
