@@ -116,8 +116,10 @@ class TrainConfig:
     # sync_hot_rows=0) (docs/bench/learning_rate.md); null = no cap
     max_local_alpha: float | None = 0.4
     # once capped (world x alpha > max_local_alpha), a row's merged change is the touchers' summed
-    # change over max(factor, touchers / capped_merge_reach): 1 never lands beyond their mean
-    capped_merge_reach: float = 1.0
+    # change over max(factor, touchers / capped_merge_reach). 1 (never beyond their mean) lost 23%
+    # analogy at 16 ranks on 2M words; 2 (= 16 / 8) held 16 ranks on 2M and 10M
+    # (docs/bench/sixteen_ranks.md). Untested beyond 16 ranks.
+    capped_merge_reach: float = 2.0
     # between two full syncs, ``sync_hot_splits - 1`` partial ones average only the most frequent
     # rows (vocab ids are by descending count): sub-sync n averages the first
     # ``sync_hot_rows * 2**trailing_zeros(n)`` rows (IntelLabs pWord2Vec's schedule); 0 = off;

@@ -40,7 +40,12 @@ contiguous prefix costs one small all-reduce. How the replicas are merged
   - last) / max(k, m)`` with ``m`` the ranks that touched the row since the last
   sync (one float32 count per row rides along): ``1/k`` undoes the scaling where the
   updates add up, ``1/m`` is the mean of the touchers where they saturate, and the
-  merged row never lands beyond that mean.
+  merged row never lands beyond that mean. At 16 ranks on the 2M prefix that lost 23%
+  analogy and 0.076 WS353 (almost every row is touched by all 16 ranks between syncs, so it
+  learns at k/W = half the rate); ``capped_merge_reach = r`` divides by ``max(k, m / r)``
+  instead. The default r = 2 (= W/k at 16 ranks: every change over k, up to twice the touchers'
+  mean) scored +8% there, and on 10M words 16 ranks came within 0.7 analogy points and
+  +0.011 WS353 of one process (one seed; docs/bench/sixteen_ranks.md). Untested beyond 16.
 * ``"sum"``: ``new = last + Σ_r (table_r - last)``. Right for rare rows, but a hot
   row that each replica moved most of the way to its equilibrium ends ``W`` times
   as far: for ``W > 2`` that overshoots past the equilibrium by more than it
@@ -109,7 +114,7 @@ all-reduces the same ``2·V·d·4`` bytes every *step* (~20 kB per pair at batch
 4096); sparse all-reduce only exists on gloo; row-sharded tables need an
 all-to-all of rows per step, latency-bound on CPU. ``bytes_communicated`` in the
 metrics counts the payload each rank hands to all-reduce (a ring moves about
-``2(W-1)/W`` of it over each rank's link). Untested beyond 8 ranks.
+``2(W-1)/W`` of it over each rank's link). Measured up to 16 ranks, on CPU only.
 
 Epoch ``e`` reads draw ``e % draws`` of the pairs (the pairs job writes one
 independent draw per epoch by default, as word2vec redraws subsampling, windows

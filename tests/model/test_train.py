@@ -302,10 +302,15 @@ def test_four_gloo_ranks_keep_single_process_quality(
     hot_rows = sum(min(vocab, 64 << ((n & -n).bit_length() - 1)) for n in range(1, 16))
     assert metrics["hot_syncs"] == 15 * metrics["syncs"]
     assert metrics["bytes_communicated"] == metrics["syncs"] * ((vocab + hot_rows) * row_bytes + 24)
-    # capped (4 x 0.05 > 0.1): each row's summed change is divided by max(factor, ranks that
-    # touched it), so rows one rank trained still move as one process moves them
+    # capped (4 x 0.05 > 0.1), reach 1: each row's summed change is divided by max(factor, ranks
+    # that touched it), so rows one rank trained still move as one process moves them
     capped = str(tmp_path / "capped")
-    launch_training(planted.pairs_uri, planted.vocab_uri, capped, replace(four_ranks, max_local_alpha=0.1))
+    launch_training(
+        planted.pairs_uri,
+        planted.vocab_uri,
+        capped,
+        replace(four_ranks, max_local_alpha=0.1, capped_merge_reach=1.0),
+    )
     assert group_separation(_vectors(capped), planted.groups) == pytest.approx(
         group_separation(one, planted.groups), abs=0.05
     )
@@ -315,14 +320,14 @@ def test_four_gloo_ranks_keep_single_process_quality(
         capped_metrics["bytes_communicated"]
         == metrics["bytes_communicated"] + metrics["syncs"] * touched_bytes
     )
-    # capped_merge_reach=2 (= world / factor): every row's summed change over the factor, up to
-    # twice the touchers' mean; what held 16 ranks on the 2M prefix (docs/bench/sixteen_ranks.md)
+    # the default reach 2 (= world / factor here): every row's summed change over the factor, up
+    # to twice the touchers' mean; what held 16 ranks on 2M and 10M (docs/bench/sixteen_ranks.md)
     reach = str(tmp_path / "reach")
     launch_training(
         planted.pairs_uri,
         planted.vocab_uri,
         reach,
-        replace(four_ranks, max_local_alpha=0.1, capped_merge_reach=2.0),
+        replace(four_ranks, max_local_alpha=0.1),
     )
     reached = _vectors(reach)
     assert not np.allclose(reached, _vectors(capped))  # the rule changed the merge
@@ -403,5 +408,6 @@ def test_the_scaled_local_rate_is_capped_where_a_step_stops_being_stable() -> No
     assert load_config("tiny", ["alpha=0.5"]).train.alpha == 0.5  # one process: the cap never slows a rank
     with pytest.raises(ValueError, match="max_local_alpha must be > 0"):
         load_config("tiny", ["max_local_alpha=0"])
+    assert default.capped_merge_reach == 2.0
     with pytest.raises(ValueError, match="capped_merge_reach must be >= 1"):
         load_config("tiny", ["capped_merge_reach=0.5"])
