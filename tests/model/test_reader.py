@@ -48,8 +48,15 @@ def _sorted(rows: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 def test_ranks_read_disjoint_shares_that_cover_every_pair(planted: Planted, world: int) -> None:
     readers = [_reader(planted, rank=r, world=world) for r in range(world)]
-    groups = [{(g.path, g.index) for g in r.assignment(epoch=0)} for r in readers]
-    assert sum(len(g) for g in groups) == len(set().union(*groups))  # disjoint
+    rows = [
+        (g.path, g.index, i)
+        for r in readers
+        for g in r.assignment(epoch=0)
+        for i in range(g.start, g.start + g.rows)
+    ]
+    assert len(rows) == len(set(rows)) == 20_000  # disjoint row ranges that cover every pair
+    shares = [r.rank_pairs(0) for r in readers]
+    assert max(shares) - min(shares) <= 1  # balanced to the pair: the slowest rank paces every sync
     streams = [_rows(r.epoch_batches(0)) for r in readers]
     assert [len(s) for s in streams] == [r.rank_pairs(0) for r in readers]
     np.testing.assert_array_equal(_sorted(np.concatenate(streams)), _sorted(_all_pairs(planted)))
@@ -75,14 +82,25 @@ def test_buffer_order_is_a_permutation_that_separates_neighbours(rows: int) -> N
         assert np.median(np.abs(np.diff(order))) > rows / 10
 
 
-def test_fewer_shards_than_ranks_splits_by_row_group(tmp_path) -> None:
+@pytest.mark.parametrize("world", [5, 32])
+def test_more_ranks_than_shards_or_row_groups_still_get_equal_shares(tmp_path, world: int) -> None:
+    # 2 files of 3 row groups: whole files or row groups per rank left 32 ranks 26 idle
     planted = planted_corpus(str(tmp_path), pairs=6_000, shards=2, row_group_rows=1_000)
-    world = 5
     readers = [_reader(planted, rank=r, world=world) for r in range(world)]
     shares = [r.rank_pairs(0) for r in readers]
-    assert all(s > 0 for s in shares) and sum(shares) == 6_000
-    rows = np.concatenate([_rows(r.epoch_batches(0)) for r in readers])
-    assert len(rows) == 6_000
+    assert min(shares) == 6_000 // world and max(shares) == -(-6_000 // world) and sum(shares) == 6_000
+    streams = [_rows(r.epoch_batches(0)) for r in readers]
+    assert [len(s) for s in streams] == shares
+    whole = _rows(_reader(planted, rank=0, world=1).epoch_batches(0))
+    np.testing.assert_array_equal(_sorted(np.concatenate(streams)), _sorted(whole))
+
+
+def test_one_rank_reads_whole_files_in_the_epochs_order(planted: Planted) -> None:
+    pieces = _reader(planted).assignment(2)
+    assert all(g.start == 0 for g in pieces) and sum(g.rows for g in pieces) == 20_000
+    files = [g.path for g in pieces]
+    assert sorted(set(files)) == [f"part-{i:05d}.parquet" for i in range(6)]
+    assert files == sorted(files, key=files.index)  # each file's groups are read together
 
 
 @pytest.mark.parametrize("skip", [0, 1, 999, 4000, 4001, 10_000])
