@@ -118,7 +118,8 @@ class TrainConfig:
     # once capped (world x alpha > max_local_alpha), a row's merged change is the touchers' summed
     # change over max(factor, touchers / capped_merge_reach). 1 (never beyond their mean) lost 23%
     # analogy at 16 ranks on 2M words; 2 (= 16 / 8) held 16 ranks on 2M and 10M
-    # (docs/bench/sixteen_ranks.md). Untested beyond 16 ranks.
+    # (docs/bench/sixteen_ranks.md). 3 and 4 diverged at 32 ranks, where 2 lost 25% on 2M words
+    # (docs/bench/thirty_two_ranks.md; training warns beyond reach x factor ranks or above 2)
     capped_merge_reach: float = 2.0
     # between two full syncs, ``sync_hot_splits - 1`` partial ones average only the most frequent
     # rows (vocab ids are by descending count): sub-sync n averages the first

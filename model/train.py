@@ -45,7 +45,10 @@ contiguous prefix costs one small all-reduce. How the replicas are merged
   learns at k/W = half the rate); ``capped_merge_reach = r`` divides by ``max(k, m / r)``
   instead. The default r = 2 (= W/k at 16 ranks: every change over k, up to twice the touchers'
   mean) scored +8% there, and on 10M words 16 ranks came within 0.7 analogy points and
-  +0.011 WS353 of one process (one seed; docs/bench/sixteen_ranks.md). Untested beyond 16.
+  +0.011 WS353 of one process (one seed; docs/bench/sixteen_ranks.md). Past ``r·k`` ranks
+  the hottest rows starve again (32 ranks, 2M: -25%), and ``r > 2`` cannot help: rows each
+  replica already moved most of the way land ``r`` times as far, ``e <- (1 - r) e``, which
+  diverged at 3 and 4 (docs/bench/thirty_two_ranks.md; :func:`capped_merge_warning`).
 * ``"sum"``: ``new = last + Σ_r (table_r - last)``. Right for rare rows, but a hot
   row that each replica moved most of the way to its equilibrium ends ``W`` times
   as far: for ``W > 2`` that overshoots past the equilibrium by more than it
@@ -560,9 +563,12 @@ class Trainer:
             file=sys.stderr,
             flush=True,
         )
-        warning = full_sync_rate_warning(self.cfg, self.env.world)
-        if warning:
-            print(warning, file=sys.stderr, flush=True)
+        for warning in (
+            full_sync_rate_warning(self.cfg, self.env.world),
+            capped_merge_warning(self.cfg, self.env.world),
+        ):
+            if warning:
+                print(warning, file=sys.stderr, flush=True)
 
     def _maybe_progress(self, epoch: int, done: int, n_rank: int, force: bool = False) -> None:
         """Every ~2 s and at epoch ends on rank 0: one ``progress {json}`` line and a loss-curve point."""
@@ -707,6 +713,44 @@ def full_sync_rate_warning(cfg: TrainConfig, world: int) -> str | None:
         f"train: warning: {world} ranks step at a local rate of {local:.2f} with full syncs only "
         "(train.sync_hot_rows=0 or train.sync_hot_splits=1); 8 ranks at 0.4 that way failed on 2M and "
         f"10M words: set train.max_local_alpha={FULL_SYNC_LOCAL_ALPHA} or keep the partial syncs"
+    )
+
+
+STABLE_MERGE_REACH = 2.0  # a row moved by more than 2x the touchers' mean diverged (32 ranks, 2M)
+
+
+def capped_merge_warning(cfg: TrainConfig, world: int) -> str | None:
+    """A warning where the capped merge is outside what held, or None.
+
+    Once the factor ``k`` is capped, a row every rank touched moves by ``min(W / k, r)``
+    times the touchers' mean change (``r`` = ``capped_merge_reach``). On rows that each
+    rank already moved to where it would stop (the hottest ones), anything past 2x
+    overshoots like gradient descent past twice its stable step: reach 3 and 4 diverged
+    at 32 ranks on 2M words (loss 1e4 and 1e28). At or below 2 it is stable but, beyond
+    ``r * k`` ranks (16 by default), those rows learn at ``r * k / W`` of one process's
+    rate: 32 ranks on 2M words scored 4.7% / 0.325 against one process's 6.2% / 0.392
+    (docs/bench/thirty_two_ranks.md). Both are the user's call, so this warns.
+    """
+    if cfg.sync_average != "scaled":
+        return None
+    k = scaled_lr_factor(cfg, world)
+    if k >= world:
+        return None
+    reach = cfg.capped_merge_reach
+    if reach > STABLE_MERGE_REACH:
+        return (
+            f"train: warning: train.capped_merge_reach={reach:g} lets a row land {min(world / k, reach):.1f}x "
+            f"as far as its touchers' mean change; 3 and 4 diverged at 32 ranks on 2M words: keep it at "
+            f"{STABLE_MERGE_REACH:g} or below"
+        )
+    rate = reach * k / world
+    if rate >= 1.0:
+        return None
+    return (
+        f"train: warning: at {world} ranks the most frequent words learn at {rate:.0%} of one process's "
+        f"rate (local rate capped at train.max_local_alpha={cfg.max_local_alpha:g}, merge reach {reach:g}); "
+        f"32 ranks on 2M words lost 24% analogy and 0.067 WordSim353 that way. Quality is measured up to "
+        f"{int(reach * k)} ranks: fewer, larger ranks (GPUs) keep it"
     )
 
 

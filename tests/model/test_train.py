@@ -20,6 +20,7 @@ from corpus2vec.model.launch import launch_training
 from corpus2vec.model.reader import VocabMismatchError
 from corpus2vec.model.train import (
     DistEnv,
+    capped_merge_warning,
     full_sync_rate_warning,
     hot_row_count,
     parse_args,
@@ -392,6 +393,20 @@ def test_fast_local_rates_with_full_syncs_only_are_warned_about() -> None:
     assert full_sync_rate_warning(replace(default, sync_hot_rows=0, max_local_alpha=0.3), 8) is None
     assert full_sync_rate_warning(replace(default, sync_hot_rows=0), 6) is None  # 6 x 0.05 = 0.3
     assert full_sync_rate_warning(replace(default, sync_hot_rows=0, sync_average="sum"), 8) is None
+
+
+def test_capped_merges_outside_what_held_are_warned_about() -> None:
+    """Reach above 2 diverged at 32 ranks; reach 2 beyond 16 ranks starves the hottest rows."""
+    default = TrainConfig()
+    assert all(capped_merge_warning(default, w) is None for w in (1, 2, 8, 16))
+    starved = capped_merge_warning(default, 32)
+    assert starved is not None and "50% of one process's rate" in starved and "up to 16 ranks" in starved
+    assert capped_merge_warning(replace(default, capped_merge_reach=1.0), 16) is not None  # 8 / 16
+    wild = capped_merge_warning(replace(default, capped_merge_reach=4.0), 32)
+    assert wild is not None and "4.0x" in wild and "diverged" in wild
+    assert capped_merge_warning(replace(default, capped_merge_reach=4.0), 8) is None  # not capped
+    assert capped_merge_warning(replace(default, max_local_alpha=None), 32) is None  # never capped
+    assert capped_merge_warning(replace(default, sync_average="mean"), 32) is None
 
 
 def test_the_scaled_local_rate_is_capped_where_a_step_stops_being_stable() -> None:
