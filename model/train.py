@@ -46,9 +46,9 @@ contiguous prefix costs one small all-reduce. How the replicas are merged
   instead. The default r = 2 (= W/k at 16 ranks: every change over k, up to twice the touchers'
   mean) scored +8% there, and on 10M words 16 ranks came within 0.7 analogy points and
   +0.011 WS353 of one process (one seed; docs/bench/sixteen_ranks.md). Past ``r·k`` ranks
-  the hottest rows starve again (32 ranks, 2M: -25%), and ``r > 2`` cannot help: rows each
-  replica already moved most of the way land ``r`` times as far, ``e <- (1 - r) e``, which
-  diverged at 3 and 4 (docs/bench/thirty_two_ranks.md; :func:`capped_merge_warning`).
+  the hottest rows starve again (32 ranks: -22% on 2M, two seeds; -2.0 points on 10M), and
+  ``r > 2`` cannot help: rows each replica already moved most of the way land ``r`` times as
+  far, ``e <- (1 - r) e``, which diverged at 3 and 4 (docs/bench/thirty_two_ranks.md; :func:`capped_merge_warning`).
 * ``"sum"``: ``new = last + Σ_r (table_r - last)``. Right for rare rows, but a hot
   row that each replica moved most of the way to its equilibrium ends ``W`` times
   as far: for ``W > 2`` that overshoots past the equilibrium by more than it
@@ -728,8 +728,9 @@ def capped_merge_warning(cfg: TrainConfig, world: int) -> str | None:
     overshoots like gradient descent past twice its stable step: reach 3 and 4 diverged
     at 32 ranks on 2M words (loss 1e4 and 1e28). At or below 2 it is stable but, beyond
     ``r * k`` ranks (16 by default), those rows learn at ``r * k / W`` of one process's
-    rate: 32 ranks on 2M words scored 4.7% / 0.325 against one process's 6.2% / 0.392
-    (docs/bench/thirty_two_ranks.md). Both are the user's call, so this warns.
+    rate: 32 ranks on 2M words scored 4.8% / 0.323 against one process's 6.1% / 0.385
+    (two seeds), on 10M 24.5% / 0.586 against 26.5% / 0.597 (docs/bench/thirty_two_ranks.md).
+    Both are the user's call, so this warns.
     """
     if cfg.sync_average != "scaled":
         return None
@@ -749,7 +750,8 @@ def capped_merge_warning(cfg: TrainConfig, world: int) -> str | None:
     return (
         f"train: warning: at {world} ranks the most frequent words learn at {rate:.0%} of one process's "
         f"rate (local rate capped at train.max_local_alpha={cfg.max_local_alpha:g}, merge reach {reach:g}); "
-        f"32 ranks on 2M words lost 24% analogy and 0.067 WordSim353 that way. Quality is measured up to "
+        f"32 ranks lost 22% analogy and 0.062 WordSim353 that way on 2M words, 2.0 points on 10M. Quality "
+        f"is measured to hold up to "
         f"{int(reach * k)} ranks: fewer, larger ranks (GPUs) keep it"
     )
 
