@@ -124,7 +124,8 @@ class TrainConfig:
     # between two full syncs, ``sync_hot_splits - 1`` partial ones average only the most frequent
     # rows (vocab ids are by descending count): sub-sync n averages the first
     # ``sync_hot_rows * 2**trailing_zeros(n)`` rows (IntelLabs pWord2Vec's schedule); 0 = off;
-    # null = HOT_ROWS from 3 ranks on, off at 2 (there they cost 12% pairs/s and changed nothing)
+    # null = HOT_ROWS at 2+ ranks (2 ranks, whole dev corpus: -1.1 -> -0.1 analogy points vs one
+    # process for 3% pairs/s; docs/bench/hot_rows_two_ranks.md)
     sync_hot_rows: int | None = None
     sync_hot_splits: int = 16
     verify_shards: bool = True  # sha256 of each shard against the pairs manifest before first read

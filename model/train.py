@@ -12,7 +12,7 @@ Distributed strategy: local SGD, learning-rate-scaled averaging, hot rows synced
 Each rank trains its own disjoint shards (model/reader.py) with the fast
 single-process kernel, and every ``sync_every`` pairs per rank (default: 2M pairs
 across all ranks, i.e. ``2M / world`` per rank, see :func:`sync_interval`) the
-ranks all-reduce both tables. Between two such full syncs (from 3 ranks on, see
+ranks all-reduce both tables. Between two such full syncs (from 2 ranks on, see
 :func:`hot_row_count`) there are ``sync_hot_splits - 1`` (15) partial ones: partial
 sync ``n`` merges only the first
 ``sync_hot_rows * 2**trailing_zeros(n)`` rows (1024, 2048, 1024, 4096, ...; ids are
@@ -86,9 +86,12 @@ learn at ``k/W`` of one process's rate. At alpha 0.025 (factor 8 uncapped) full
 syncs alone held quality at 2-8 ranks (docs/bench/scale_quality-alpha0.025.md).
 WordSim353 stays 0.02-0.03 below one process at 8 ranks in every variant on this draw;
 over two seeds of another draw 8 ranks scored 25.3% / 0.597 against one process's
-25.9% / 0.587 (docs/bench/scale_quality.md). At 2 ranks the partial syncs changed
-nothing on the dev corpus (41.1% / 0.615 with, 41.1% / 0.616 without) and cost 12%
-pairs/s, so by default they start at 3 ranks (:func:`hot_row_count`).
+25.9% / 0.587 (docs/bench/scale_quality.md). At 2 ranks they started off (on one draw
+of the dev corpus they changed nothing, 41.1% / 0.615 with against 41.1% / 0.616 without,
+and cost 12% pairs/s); on two later draws (two seeds each) they lifted 2 ranks on the whole
+corpus by 0.4 and 1.0 points, to 0.1 below one process both times (without them 0.5 and 1.1
+below), at 5% more and 3% fewer pairs/s, so they run from 2 ranks on
+(docs/bench/hot_rows_two_ranks.md, :func:`hot_row_count`).
 
 Those rows capped the local rate at 0.3 (``k = 6`` at 8 ranks). On the 2M-word prefix
 that cap was what kept 8 ranks 12-16% short of one process, not the sync interval
@@ -686,14 +689,15 @@ def hot_row_count(cfg: TrainConfig, world: int) -> int:
     """Rows in the smallest partial sync; 0 = full syncs only (one process, or off,
     by ``sync_hot_rows=0`` or ``sync_hot_splits=1``).
 
-    Unset, :data:`HOT_ROWS` from 3 ranks on and none at 2: at 8 ranks and alpha 0.05 they
-    were worth 4.8 analogy points on 10M words; at 2 ranks on the dev corpus they changed
-    nothing (41.1% / 0.615 against 41.1% / 0.616) and cost 12% pairs/s on 2 cores.
+    Unset, :data:`HOT_ROWS` from 2 ranks on: at 8 ranks and alpha 0.05 they were worth
+    4.8 analogy points on 10M words; at 2 ranks on the whole dev corpus they took the
+    default from 1.1 ±0.5 points below one process to 0.1 ±0.4 (two seeds, balanced
+    reader) for 3% pairs/s (docs/bench/hot_rows_two_ranks.md).
     """
     if world < 2 or cfg.sync_hot_splits <= 1:
         return 0
     if cfg.sync_hot_rows is None:
-        return HOT_ROWS if world > 2 else 0
+        return HOT_ROWS
     return cfg.sync_hot_rows
 
 
