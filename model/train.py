@@ -692,7 +692,7 @@ def hot_row_count(cfg: TrainConfig, world: int) -> int:
     Unset, :data:`HOT_ROWS` from 2 ranks on: at 8 ranks and alpha 0.05 they were worth
     4.8 analogy points on 10M words; at 2 ranks on the whole dev corpus they took the
     default from 1.1 ±0.5 points below one process to 0.1 ±0.4 (two seeds, balanced
-    reader) for 3% pairs/s (docs/bench/hot_rows_two_ranks.md).
+    reader) for 3% pairs/s; 6% on 2M words, 11% on 10M (docs/bench/hot_rows_two_ranks.md).
     """
     if world < 2 or cfg.sync_hot_splits <= 1:
         return 0
