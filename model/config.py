@@ -125,7 +125,7 @@ class TrainConfig:
     # rows (vocab ids are by descending count): sub-sync n averages the first
     # ``sync_hot_rows * 2**trailing_zeros(n)`` rows (IntelLabs pWord2Vec's schedule); 0 = off;
     # null = HOT_ROWS at 2+ ranks (2 ranks, whole dev corpus: -1.1 -> -0.1 analogy points vs one
-    # process for 3% pairs/s; docs/bench/hot_rows_two_ranks.md)
+    # process for 3% pairs/s, 6-11% on 2M/10M words; docs/bench/hot_rows_two_ranks.md)
     sync_hot_rows: int | None = None
     sync_hot_splits: int = 16
     verify_shards: bool = True  # sha256 of each shard against the pairs manifest before first read
