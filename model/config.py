@@ -119,8 +119,16 @@ class TrainConfig:
     # change over max(factor, touchers / capped_merge_reach). 1 (never beyond their mean) lost 23%
     # analogy at 16 ranks on 2M words; 2 (= 16 / 8) held 16 ranks on 2M and 10M
     # (docs/bench/sixteen_ranks.md). 3 and 4 diverged at 32 ranks, where 2 lost 25% on 2M words
-    # (docs/bench/thirty_two_ranks.md; training warns beyond reach x factor ranks or above 2)
+    # (docs/bench/thirty_two_ranks.md; training warns above 2, and beyond 32 ranks with the momentum)
     capped_merge_reach: float = 2.0
+    # past reach x factor ranks (16) the capped merge shrinks the change of rows many ranks touched
+    # (divisor d = touchers / reach > factor k); momentum keeps 1 - k/d of a row's last merged step
+    # (heavy ball, DiLoCo-style outer momentum), which gives those rows back one process's rate where
+    # their changes add up and stays stable where they saturate. At 32 ranks it took 2M words from
+    # -15% to +2% analogy against one process (two seeds) and 10M words level (+1.3 points, one seed;
+    # docs/bench/merge_momentum.md). Up to 16 ranks d <= k, so it is a no-op there (bit for bit);
+    # false = the shrunk change alone
+    capped_merge_momentum: bool = True
     # between two full syncs, ``sync_hot_splits - 1`` partial ones average only the most frequent
     # rows (vocab ids are by descending count): sub-sync n averages the first
     # ``sync_hot_rows * 2**trailing_zeros(n)`` rows (IntelLabs pWord2Vec's schedule); 0 = off;

@@ -49,6 +49,17 @@ contiguous prefix costs one small all-reduce. How the replicas are merged
   the hottest rows starve again (32 ranks: -22% on 2M, two seeds; -2.0 points on 10M), and
   ``r > 2`` cannot help: rows each replica already moved most of the way land ``r`` times as
   far, ``e <- (1 - r) e``, which diverged at 3 and 4 (docs/bench/thirty_two_ranks.md; :func:`capped_merge_warning`).
+  What gives those rows their rate back is momentum on the merged change (``capped_merge_momentum``,
+  heavy ball as in DiLoCo's outer step, per row): ``step = mu * step + merged``, applied as
+  ``new = last + step``, with ``mu = 1 - k / d`` for a row whose divisor is ``d = max(k, m / r)``.
+  Where a row's changes add up its steps settle at ``merged / (1 - mu) = d / k * merged``, the
+  sum over k a process would make; where a replica already moved it to its equilibrium (a step
+  of 2, ``e <- -e``), the momentum damps instead (``|e|`` shrinks by ``sqrt(mu)`` a sync). Up to
+  ``r·k`` ranks no divisor exceeds ``k``, so ``mu = 0`` and it is a no-op (16 ranks and fewer train
+  bit for bit as without it); it sends nothing (every rank computes it from the merged sums) and
+  keeps one more table of each kind, saved in checkpoints. At 32 ranks: 2M words 5.2% / 0.413
+  against one process's 5.1% / 0.414 (two seeds; without it 4.3% / 0.344), 10M words 26.7% / 0.606
+  against 25.4% / 0.605 (one seed; without it -2.0 points on another draw; docs/bench/merge_momentum.md).
 * ``"sum"``: ``new = last + Σ_r (table_r - last)``. Right for rare rows, but a hot
   row that each replica moved most of the way to its equilibrium ends ``W`` times
   as far: for ``W > 2`` that overshoots past the equilibrium by more than it
@@ -231,6 +242,7 @@ class Counters:
     bytes_communicated: int = 0
     syncs: int = 0
     hot_syncs: int = 0  # partial syncs of the most frequent rows (train.sync_hot_rows)
+    sync_seconds: float = 0.0  # this rank's wall time in syncs, waits included (rank 0's is reported)
     cpu_seconds: float = 0.0  # process CPU time of all ranks (robust to other load on the machine)
     epoch_loss: list[float] = field(default_factory=list)  # mean loss per pair of finished epochs
     current_loss_sum: float = 0.0  # loss summed over the pairs of the unfinished epoch
@@ -350,6 +362,7 @@ class Trainer:
         )
         self.counters = Counters()
         self.resumed_from: dict[str, Any] | None = None
+        self._saved_velocity: list[np.ndarray | None] = [None, None]
         v, u = self._initial_tables()
         self.model = SGNS(v, u, kernel=self.kernel, threads=self.threads, row_step_limit=cfg.row_step_limit)
         merge = cfg.sync_average if env.world > 1 else None
@@ -364,6 +377,17 @@ class Trainer:
         self.touched = [torch.zeros(size, device=self.device) for _ in range(2)]
         # "sum" adds each rank's change since the last sync, so it needs the last synced tables
         self.snapshots = [t.clone() if merge == "sum" or self.capped else None for t in (v, u)]
+        # the capped merge's momentum, where it acts (beyond reach x factor ranks: below, no row's
+        # divisor exceeds the factor); restored from the checkpoint where it has one
+        use_velocity = (
+            self.capped and cfg.capped_merge_momentum and env.world > cfg.capped_merge_reach * self.lr_factor
+        )
+        self.velocity: list[torch.Tensor | None] = [None, None]
+        if use_velocity:
+            self.velocity = [
+                torch.zeros_like(t) if saved is None else torch.from_numpy(saved).to(self.device)
+                for t, saved in zip((v, u), self._saved_velocity, strict=True)
+            ]
         self._session_pairs = 0  # pairs this rank trained in this process (speed, progress loss)
         self._session_loss = 0.0
         self._since_sync = [0.0, 0]  # local loss sum and pairs since the last sync
@@ -381,13 +405,17 @@ class Trainer:
                 str(self.device),
                 init_range=self.cfg.init_range,
             )
-        v, u, state = loaded
-        self._check_resumable(state, v.shape)
+        arrays, state = loaded
+        self._check_resumable(state, arrays["input"].shape)
         saved = state["counters"]
         saved["fraction"] = tuple(saved["fraction"])
         self.counters = Counters(**saved)
         self.resumed_from = dict(saved, loss_curve=None, world_size=state["world_size"])
-        return torch.from_numpy(v).to(self.device), torch.from_numpy(u).to(self.device)
+        self._saved_velocity = [arrays.get(f"{table}_velocity") for table in ("input", "output")]
+        return (
+            torch.from_numpy(arrays["input"]).to(self.device),
+            torch.from_numpy(arrays["output"]).to(self.device),
+        )
 
     def _check_resumable(self, state: dict[str, Any], shape: tuple[int, ...]) -> None:
         changed = [k for k in _RESUME_KEYS if state["config"].get(k) != getattr(self.cfg, k)]
@@ -475,7 +503,9 @@ class Trainer:
         self._cpu_mark = cpu_now
         stats = torch.tensor(self._since_sync, dtype=torch.float64, device=self.device)
         if self.env.world > 1:
-            self._all_reduce(stats)
+            waited = time.monotonic()
+            self._all_reduce(stats)  # the first collective of a full sync: where ranks wait for the slowest
+            self.counters.sync_seconds += time.monotonic() - waited
             self._merge_rows(self.vocab_size)
         self._since_sync = [0.0, 0]
         c = self.counters
@@ -504,40 +534,67 @@ class Trainer:
         self.counters.hot_syncs += 1
 
     def _merge_rows(self, rows: int) -> None:
-        """Merge the first ``rows`` rows of both tables (views: all of them at a full sync)."""
-        for table, touched, snapshot in zip(
-            (self.model.v, self.model.u), self.touched, self.snapshots, strict=True
-        ):
-            self._average(table[:rows], touched[:rows], None if snapshot is None else snapshot[:rows])
-
-    def _average(self, table: torch.Tensor, touched: torch.Tensor, snapshot: torch.Tensor | None) -> None:
-        """Merge one table (or its first rows, a view) across ranks in place by the configured rule."""
+        """Merge the first ``rows`` rows of both tables (all of them at a full sync) by the configured
+        rule, with one all-reduce for everything the rule sends (both tables, and the touched counts
+        where it needs them): a partial sync is small, so its cost is the collective's latency and the
+        wait for the slowest rank, not its bytes (2 ranks on the dev corpus: 123 full and 1845 partial
+        syncs)."""
         mode = self.cfg.sync_average
-        if mode == "sum":
-            assert snapshot is not None
-            table.sub_(snapshot)
-            self._all_reduce(table)
-            table.add_(snapshot)
-            snapshot.copy_(table)
-        elif mode == "scaled" and self.capped:
-            assert snapshot is not None
-            change = table - snapshot
-            self._all_reduce(change)
-            self._all_reduce(touched)
-            touched.div_(self.cfg.capped_merge_reach)
-            weight = 1.0 / touched.clamp_(min=self.lr_factor)
-            table.copy_(snapshot.add_(change.mul_(weight[:, None])))
-            touched.zero_()
-        elif mode in ("mean", "scaled"):
-            self._all_reduce(table)
-            table.div_(self.env.world)
-        else:
-            masked = table * touched[:, None]
-            self._all_reduce(masked)
-            self._all_reduce(touched)
-            rows = touched > 0
-            table[rows] = masked[rows] / touched[rows, None]
-            touched.zero_()
+        started = time.monotonic()
+        tables = [t[:rows] for t in (self.model.v, self.model.u)]
+        touched = [t[:rows] for t in self.touched]
+        snapshots = [None if t is None else t[:rows] for t in self.snapshots]
+        velocity = [None if t is None else t[:rows] for t in self.velocity]
+        if mode == "sum" or self.capped:
+            sent = [t - last for t, last in zip(tables, snapshots, strict=True)]
+        elif mode == "touched":
+            sent = [t * m[:, None] for t, m in zip(tables, touched, strict=True)]
+        else:  # "mean", and "scaled" while uncapped: the plain average
+            sent = list(tables)
+        with_counts = mode == "touched" or self.capped
+        merged = self._all_reduce_together(sent + touched if with_counts else sent)
+        for i, table in enumerate(tables):
+            total, counts = merged[i], merged[i + 2] if with_counts else None
+            if mode == "sum":
+                table.copy_(total.add_(snapshots[i]))
+                snapshots[i].copy_(table)
+            elif self.capped:
+                self._capped_merge(table, total, counts, snapshots[i], velocity[i])
+            elif mode == "touched":
+                hit = counts > 0
+                table[hit] = total[hit] / counts[hit, None]
+            else:
+                table.copy_(total.div_(self.env.world))
+            if with_counts:
+                touched[i].zero_()
+        self.counters.sync_seconds += time.monotonic() - started
+
+    def _capped_merge(
+        self,
+        table: torch.Tensor,
+        change: torch.Tensor,
+        counts: torch.Tensor,
+        snapshot: torch.Tensor,
+        velocity: torch.Tensor | None,
+    ) -> None:
+        """``scaled`` once the factor is capped: each row's summed change over
+        ``max(k, touchers / capped_merge_reach)`` (module docstring), from the last synced row."""
+        divisor = counts.div_(self.cfg.capped_merge_reach).clamp_(min=self.lr_factor)
+        change.mul_((1.0 / divisor)[:, None])
+        if velocity is not None:
+            # rows the merge shrinks (divisor > k) keep 1 - k/divisor of their last step
+            velocity.mul_((1.0 - self.lr_factor / divisor)[:, None]).add_(change)
+            change = velocity
+        table.copy_(snapshot.add_(change))
+
+    def _all_reduce_together(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Sum ``tensors`` across ranks in one collective; returns the sums, shaped like the inputs."""
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        self._all_reduce(flat)
+        return [
+            part.view(t.shape)
+            for part, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True)
+        ]
 
     def _all_reduce(self, tensor: torch.Tensor) -> None:
         dist.all_reduce(tensor)
@@ -609,10 +666,12 @@ class Trainer:
                 "streams": "numpy default_rng([seed, epoch(, rank, buffer)])",
             },
         }
-        v = self.model.v.cpu().numpy()
-        u = self.model.u.cpu().numpy()
+        arrays = {"input": self.model.v.cpu().numpy(), "output": self.model.u.cpu().numpy()}
+        for table, velocity in zip(("input", "output"), self.velocity, strict=True):
+            if velocity is not None:  # identical on every rank: it only ever adds merged changes
+                arrays[f"{table}_velocity"] = velocity.cpu().numpy()
         checkpoint.save_checkpoint(
-            self.out, checkpoint.checkpoint_name(self.counters.pairs_trained), v, u, state
+            self.out, checkpoint.checkpoint_name(self.counters.pairs_trained), arrays, state
         )
         self._last_checkpoint = time.monotonic()
 
@@ -675,6 +734,8 @@ class Trainer:
             "pairs_per_cpu_s": c.pairs_trained / max(c.cpu_seconds, 1e-9),
             "syncs": c.syncs,
             "hot_syncs": c.hot_syncs,
+            "sync_seconds": c.sync_seconds,  # rank 0's wall time in syncs (collectives and waits)
+            "sync_share": c.sync_seconds / seconds,
             "sync_every": self.sync_every,
             "sync_hot_rows": self.hot_rows,
             "sync_average": self.cfg.sync_average,
@@ -721,6 +782,7 @@ def full_sync_rate_warning(cfg: TrainConfig, world: int) -> str | None:
 
 
 STABLE_MERGE_REACH = 2.0  # a row moved by more than 2x the touchers' mean diverged (32 ranks, 2M)
+MEASURED_WORLD = 32  # the widest world whose quality was measured (2M and 10M words)
 
 
 def capped_merge_warning(cfg: TrainConfig, world: int) -> str | None:
@@ -732,9 +794,11 @@ def capped_merge_warning(cfg: TrainConfig, world: int) -> str | None:
     overshoots like gradient descent past twice its stable step: reach 3 and 4 diverged
     at 32 ranks on 2M words (loss 1e4 and 1e28). At or below 2 it is stable but, beyond
     ``r * k`` ranks (16 by default), those rows learn at ``r * k / W`` of one process's
-    rate: 32 ranks on 2M words scored 4.8% / 0.323 against one process's 6.1% / 0.385
-    (two seeds), on 10M 24.5% / 0.586 against 26.5% / 0.597 (docs/bench/thirty_two_ranks.md).
-    Both are the user's call, so this warns.
+    rate unless the merge momentum gives it back: without it 32 ranks on 2M words scored
+    4.8% / 0.323 against one process's 6.1% / 0.385 (two seeds; docs/bench/thirty_two_ranks.md),
+    with it 5.2% / 0.413 against 5.1% / 0.414 (two seeds; docs/bench/merge_momentum.md).
+    Past :data:`MEASURED_WORLD` ranks the momentum (``1 - r k / W``) is larger than any measured.
+    All of these are the user's call, so this warns.
     """
     if cfg.sync_average != "scaled":
         return None
@@ -751,12 +815,20 @@ def capped_merge_warning(cfg: TrainConfig, world: int) -> str | None:
     rate = reach * k / world
     if rate >= 1.0:
         return None
+    if cfg.capped_merge_momentum:
+        if world <= MEASURED_WORLD:
+            return None
+        return (
+            f"train: warning: {world} ranks are more than the {MEASURED_WORLD} whose quality was measured: "
+            f"the merge momentum keeps {1 - rate:.2f} of the most frequent rows' last step here (0.5 at "
+            f"32 ranks, which held one process's quality on 2M and 10M words); check the vectors "
+            f"(corpus2vec evaluate) before relying on them, or use fewer, larger ranks (GPUs)"
+        )
     return (
         f"train: warning: at {world} ranks the most frequent words learn at {rate:.0%} of one process's "
-        f"rate (local rate capped at train.max_local_alpha={cfg.max_local_alpha:g}, merge reach {reach:g}); "
-        f"32 ranks lost 22% analogy and 0.062 WordSim353 that way on 2M words, 2.0 points on 10M. Quality "
-        f"is measured to hold up to "
-        f"{int(reach * k)} ranks: fewer, larger ranks (GPUs) keep it"
+        f"rate (local rate capped at train.max_local_alpha={cfg.max_local_alpha:g}, merge reach {reach:g}, "
+        f"train.capped_merge_momentum=false); 32 ranks lost 22% analogy and 0.062 WordSim353 that way on "
+        f"2M words, 2.0 points on 10M: keep the momentum on, or use at most {int(reach * k)} ranks"
     )
 
 

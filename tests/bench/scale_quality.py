@@ -153,6 +153,7 @@ def train_row(
         "pairs_per_s_per_rank": metrics["pairs_per_s_per_rank"],
         "pairs_per_cpu_s": metrics["pairs_per_cpu_s"],
         "syncs": metrics["syncs"],
+        "sync_share": metrics.get("sync_share"),  # rank 0's wall time in syncs, waits included
         "bytes_per_pair_per_rank": metrics["bytes_communicated"] / per_rank_pairs,
         "epoch_loss": metrics["epoch_loss"],
         "finite": bool(np.isfinite(vectors).all()),
@@ -242,14 +243,14 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
     """One Markdown table of all rows, grouped by corpus size."""
     head = (
         f"### {title}\n\n| corpus | system / run | ranks | kernel (batch) | analogy | WS353 | SimLex "
-        "| OOV a/ws/sl | pairs/s | pairs/s/rank | syncs | B/pair/rank | loss first→last |\n|"
-        + "---|" * 13
+        "| OOV a/ws/sl | pairs/s | pairs/s/rank | syncs | time in syncs | B/pair/rank | loss first→last |\n|"
+        + "---|" * 14
         + "\n"
     )
     lines = []
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['size']} | {r['run']} | skipped: {r['skipped']} |" + " |" * 10)
+            lines.append(f"| {r['size']} | {r['run']} | skipped: {r['skipped']} |" + " |" * 11)
             continue
         kernel = r.get("kernel") or "-"
         if r.get("batch_size"):
@@ -260,7 +261,7 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
             f"| {_pct(r.get('analogy'))} | {_num(r.get('wordsim353'))} | {_num(r.get('simlex999'))} "
             f"| {_pct(r.get('analogy_oov'), 0)}/{_pct(r.get('wordsim_oov'), 0)}/{_pct(r.get('simlex_oov'), 0)} "
             f"| {_big(r.get('pairs_per_s'))} | {_big(r.get('pairs_per_s_per_rank'))} | {r.get('syncs', '-')} "
-            f"| {_num(r.get('bytes_per_pair_per_rank'), 1)} "
+            f"| {_pct(r.get('sync_share'), 0)} | {_num(r.get('bytes_per_pair_per_rank'), 1)} "
             f"| {f'{loss[0]:.3f}→{loss[-1]:.3f}' if loss else '-'} |"
         )
     return head + "\n".join(lines) + "\n"

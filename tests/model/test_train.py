@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import asdict, replace
@@ -16,7 +17,7 @@ import pytest
 from corpus2vec.model import storage
 from corpus2vec.model.config import TrainConfig, load_config
 from corpus2vec.model.contracts import Pairs, Train, Vocab
-from corpus2vec.model.launch import launch_training
+from corpus2vec.model.launch import free_port, launch_training, torchrun_command, worker_env
 from corpus2vec.model.reader import VocabMismatchError
 from corpus2vec.model.train import (
     DistEnv,
@@ -129,6 +130,60 @@ def test_a_checkpoint_from_other_settings_is_refused(planted: Planted, tmp_path:
     _train_here(planted, out, CFG, stop_after=100_000)
     with pytest.raises(ValueError, match="different vector_size"):
         _train_here(planted, out, replace(CFG, vector_size=8))
+
+
+def test_a_checkpoint_naming_unknown_or_misshapen_arrays_is_refused(planted: Planted, tmp_path: Path) -> None:
+    """The checkpoint's state.json is read from a store: the array names it lists are checked
+    against the known ones before any file is opened, and every table against input.npy's shape."""
+    out = str(tmp_path / "out")
+    _train_here(planted, out, CFG, stop_after=100_000)
+    folder = next(Path(out, "checkpoints").glob("ckpt-*"))
+    state_file = folder / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["arrays"] == ["input", "output"]  # one process: no merge, no velocity
+    state_file.write_text(json.dumps({**state, "arrays": ["input", "output", "../../../etc/passwd"]}))
+    with pytest.raises(ValueError, match=r"state\.json lists arrays"):
+        _train_here(planted, out, CFG)
+    state_file.write_text(json.dumps({**state, "arrays": ["input", "output", "input_velocity"]}))
+    np.save(folder / "input_velocity.npy", np.zeros((3, CFG.vector_size), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"input_velocity\.npy is float32 \(3, 16\)"):
+        _train_here(planted, out, CFG)
+
+
+@pytest.mark.slow
+def test_merge_momentum_acts_where_the_merge_shrinks_and_resumes_bit_for_bit(
+    planted: Planted, tmp_path: Path
+) -> None:
+    """2 ranks at factor 1 (max_local_alpha = alpha) and reach 1: a row both ranks touched moves by
+    their mean change, so the merge momentum acts (as beyond 16 ranks at the defaults); a run
+    stopped and resumed must carry it in its checkpoint and end bit for bit where an unbroken one does."""
+    cfg = replace(CFG, max_local_alpha=CFG.alpha, capped_merge_reach=1.0)
+    whole, halted, still = (str(tmp_path / n) for n in ("whole", "halted", "still"))
+    launch_training(planted.pairs_uri, planted.vocab_uri, whole, cfg)
+    command = torchrun_command(planted.pairs_uri, planted.vocab_uri, halted, cfg, 0, free_port())
+    stopped = subprocess.run(
+        [*command, "--stop-after-pairs", "400000"],
+        env=worker_env(cfg),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert stopped.returncode == 0, stopped.stdout[-3000:] + stopped.stderr[-3000:]
+    assert not Path(halted, "_manifest.json").exists()
+    (folder,) = Path(halted, "checkpoints").glob("ckpt-*")
+    state = json.loads((folder / "state.json").read_text())
+    assert state["arrays"] == ["input", "input_velocity", "output", "output_velocity"]
+    assert np.load(folder / "input_velocity.npy").any()
+    launch_training(planted.pairs_uri, planted.vocab_uri, halted, cfg)
+    assert np.array_equal(_vectors(halted), _vectors(whole))
+    launch_training(planted.pairs_uri, planted.vocab_uri, still, replace(cfg, capped_merge_momentum=False))
+    assert not np.allclose(_vectors(still), _vectors(whole))  # the momentum changed the merge
+    # with the momentum, rows both ranks touch learn as one process's would, not at half its rate
+    one = _train_here(planted, str(tmp_path / "one"), CFG)
+    assert one is not None
+    assert group_separation(_vectors(whole), planted.groups) == pytest.approx(
+        group_separation(_vectors(str(tmp_path / "one")), planted.groups), abs=0.05
+    )
 
 
 def test_training_refuses_pairs_from_another_vocabulary(planted: Planted, tmp_path: Path) -> None:
@@ -306,7 +361,8 @@ def test_four_gloo_ranks_keep_single_process_quality(
     assert metrics["hot_syncs"] == 15 * metrics["syncs"]
     assert metrics["bytes_communicated"] == metrics["syncs"] * ((vocab + hot_rows) * row_bytes + 24)
     # capped (4 x 0.05 > 0.1), reach 1: each row's summed change is divided by max(factor, ranks
-    # that touched it), so rows one rank trained still move as one process moves them
+    # that touched it), so rows one rank trained still move as one process moves them; past
+    # reach x factor = 2 ranks the merge momentum acts on the rows more ranks touched (it sends nothing)
     capped = str(tmp_path / "capped")
     launch_training(
         planted.pairs_uri,
@@ -398,12 +454,17 @@ def test_fast_local_rates_with_full_syncs_only_are_warned_about() -> None:
 
 
 def test_capped_merges_outside_what_held_are_warned_about() -> None:
-    """Reach above 2 diverged at 32 ranks; reach 2 beyond 16 ranks starves the hottest rows."""
+    """Reach above 2 diverged at 32 ranks; reach 2 beyond 16 ranks starves the hottest rows
+    unless the merge momentum is on, which was measured up to 32 ranks."""
     default = TrainConfig()
-    assert all(capped_merge_warning(default, w) is None for w in (1, 2, 8, 16))
-    starved = capped_merge_warning(default, 32)
-    assert starved is not None and "50% of one process's rate" in starved and "up to 16 ranks" in starved
-    assert capped_merge_warning(replace(default, capped_merge_reach=1.0), 16) is not None  # 8 / 16
+    assert all(capped_merge_warning(default, w) is None for w in (1, 2, 8, 16, 32))
+    beyond = capped_merge_warning(default, 64)
+    assert beyond is not None and "the 32 whose quality was measured" in beyond and "0.75" in beyond
+    still = replace(default, capped_merge_momentum=False)
+    assert capped_merge_warning(still, 16) is None
+    starved = capped_merge_warning(still, 32)
+    assert starved is not None and "50% of one process's rate" in starved and "at most 16 ranks" in starved
+    assert capped_merge_warning(replace(still, capped_merge_reach=1.0), 16) is not None  # 8 / 16
     wild = capped_merge_warning(replace(default, capped_merge_reach=4.0), 32)
     assert wild is not None and "4.0x" in wild and "diverged" in wild
     assert capped_merge_warning(replace(default, capped_merge_reach=4.0), 8) is None  # not capped
@@ -425,6 +486,6 @@ def test_the_scaled_local_rate_is_capped_where_a_step_stops_being_stable() -> No
     assert load_config("tiny", ["alpha=0.5"]).train.alpha == 0.5  # one process: the cap never slows a rank
     with pytest.raises(ValueError, match="max_local_alpha must be > 0"):
         load_config("tiny", ["max_local_alpha=0"])
-    assert default.capped_merge_reach == 2.0
+    assert default.capped_merge_reach == 2.0 and default.capped_merge_momentum
     with pytest.raises(ValueError, match="capped_merge_reach must be >= 1"):
         load_config("tiny", ["capped_merge_reach=0.5"])
