@@ -535,10 +535,10 @@ class Trainer:
 
     def _merge_rows(self, rows: int) -> None:
         """Merge the first ``rows`` rows of both tables (all of them at a full sync) by the configured
-        rule, with one all-reduce for everything the rule sends (both tables, and the touched counts
-        where it needs them): a partial sync is small, so its cost is the collective's latency and the
-        wait for the slowest rank, not its bytes (2 ranks on the dev corpus: 123 full and 1845 partial
-        syncs)."""
+        rule. A small merge sends everything the rule needs (both tables, and the touched counts
+        where it needs them) in one all-reduce: a partial sync costs the collective's latency and
+        the wait for the slowest rank more than its bytes (2 ranks on the dev corpus: 123 full and
+        1845 partial syncs; :meth:`_all_reduce_together`)."""
         mode = self.cfg.sync_average
         started = time.monotonic()
         tables = [t[:rows] for t in (self.model.v, self.model.u)]
@@ -588,7 +588,17 @@ class Trainer:
         table.copy_(snapshot.add_(change))
 
     def _all_reduce_together(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Sum ``tensors`` across ranks in one collective; returns the sums, shaped like the inputs."""
+        """Sum ``tensors`` across ranks; returns the sums, shaped like the inputs.
+
+        Up to :data:`COALESCE_BYTES` in all they travel as one flat buffer (one collective's
+        latency instead of two or four); larger ones are reduced in place, one by one, because
+        copying a full sync's tables in and out of a fresh buffer cost more than it saved
+        (2 gloo ranks, dev-corpus tables: 59-67 ms apart, 128-136 ms together; tests/bench/sync_cost.py).
+        """
+        if sum(t.numel() * t.element_size() for t in tensors) > COALESCE_BYTES:
+            for tensor in tensors:
+                self._all_reduce(tensor)
+            return tensors
         flat = torch.cat([t.reshape(-1) for t in tensors])
         self._all_reduce(flat)
         return [
@@ -781,6 +791,9 @@ def full_sync_rate_warning(cfg: TrainConfig, world: int) -> str | None:
     )
 
 
+# merges up to this many bytes travel as one all-reduce: at 0.8-1.6 MB that saved 37-55% of the
+# time on 2 gloo ranks, at 3.3 MB -3..+5%, at 6.6 MB it lost 4-14% (tests/bench/sync_cost.py)
+COALESCE_BYTES = 4 << 20
 STABLE_MERGE_REACH = 2.0  # a row moved by more than 2x the touchers' mean diverged (32 ranks, 2M)
 MEASURED_WORLD = 32  # the widest world whose quality was measured (2M and 10M words)
 

@@ -5,7 +5,8 @@
 Starts ``--world`` gloo processes on 127.0.0.1 (torch.multiprocessing) and times, for the row
 counts of one full-sync interval at the defaults (15 partial syncs of 1024·2^k rows, then the
 whole vocabulary; model/train.py), the all-reduces of the input and output tables' first rows
-sent separately and sent as one flat buffer (what ``Trainer._merge_rows`` does now), median of
+sent separately and sent as one flat buffer (what ``Trainer._merge_rows`` does up to
+``COALESCE_BYTES``), median of
 ``--repeats`` after a warm-up. Prints a Markdown table and the time per interval of each. It
 measures the collectives alone, not the wait for a slower rank that a real sync adds.
 """
@@ -86,10 +87,14 @@ def main(argv: list[str] | None = None) -> None:
         a, b = timed[rows]
         mb = rows * args.dim * 4 / 1e6
         print(f"| {rows:,} | {mb:.1f} | {a * 1e3:.2f} | {b * 1e3:.2f} | {1 - b / a:.0%} |")
+    from corpus2vec.model.train import COALESCE_BYTES
+
     plan = interval_rows(args.vocab)
     a, b = (sum(timed[r][i] for r in plan) for i in (0, 1))
+    now = sum(timed[r][1] if 2 * r * args.dim * 4 <= COALESCE_BYTES else timed[r][0] for r in plan)
     print(
-        f"\none full-sync interval ({len(plan)} merges): two all-reduces {a * 1e3:.1f} ms, one {b * 1e3:.1f} ms"
+        f"\none full-sync interval ({len(plan)} merges): two all-reduces each {a * 1e3:.1f} ms, one each "
+        f"{b * 1e3:.1f} ms, as training does (one up to {COALESCE_BYTES >> 20} MB) {now * 1e3:.1f} ms"
     )
 
 
