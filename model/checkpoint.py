@@ -38,8 +38,7 @@ def save_npy(url: str, array: np.ndarray) -> None:
 def save_checkpoint(out_uri: str, name: str, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> str:
     """Write checkpoint ``name`` (``arrays`` by name, from :data:`ARRAYS`, and the state) under
     ``{out}/checkpoints``, point ``latest.json`` at it, prune; returns its URL."""
-    unknown = sorted(set(arrays) - set(ARRAYS)) + sorted(set(TABLES) - set(arrays))
-    if unknown:
+    if not _known_names(arrays):
         raise ValueError(f"checkpoint arrays must be {ARRAYS} with {TABLES} present; got {sorted(arrays)}")
     root = storage.join(out_uri, "checkpoints")
     folder = storage.join(root, name)
@@ -75,7 +74,7 @@ def load_latest(out_uri: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | 
     folder = storage.join(root, name)
     state = storage.read_json(storage.join(folder, "state.json"))
     names = state.get("arrays", list(TABLES))  # checkpoints before the velocity tables list none
-    if not isinstance(names, list) or not set(TABLES) <= set(names) <= set(ARRAYS):
+    if not isinstance(names, list) or not _known_names(names):
         raise ValueError(
             f"checkpoint {folder}: state.json lists arrays {names!r}, expected {TABLES} and at most "
             f"{ARRAYS}; delete {root} to restart training"
@@ -89,6 +88,11 @@ def load_latest(out_uri: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | 
                 f"{shape} like input.npy; delete {root} to restart training"
             )
     return arrays, state
+
+
+def _known_names(names: Any) -> bool:
+    """Both tables, and nothing outside :data:`ARRAYS` (the names become file names)."""
+    return all(isinstance(n, str) for n in names) and set(TABLES) <= set(names) <= set(ARRAYS)
 
 
 def _prune(root: str, keep: set[str | None]) -> None:

@@ -530,7 +530,7 @@ class Trainer:
         which drift apart fastest, are merged at every sub-sync, and a row of rank ``k``
         about every ``k / sync_hot_rows`` of them; the full sync merges the rest.
         """
-        self._merge_rows(min(self.vocab_size, self.hot_rows << ((part & -part).bit_length() - 1)))
+        self._merge_rows(partial_sync_rows(self.hot_rows, part, self.vocab_size))
         self.counters.hot_syncs += 1
 
     def _merge_rows(self, rows: int) -> None:
@@ -754,6 +754,11 @@ class Trainer:
             "loss_curve": c.loss_curve,
             "resumed_from": self.resumed_from,
         }
+
+
+def partial_sync_rows(hot_rows: int, part: int, vocab_size: int) -> int:
+    """Rows partial sync ``part`` (1-based within an interval) merges: ``hot_rows * 2**trailing_zeros(part)``."""
+    return min(vocab_size, hot_rows << ((part & -part).bit_length() - 1))
 
 
 def hot_row_count(cfg: TrainConfig, world: int) -> int:

@@ -22,12 +22,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-HOT_ROWS, SPLITS = 1024, 16  # the defaults of train.sync_hot_rows / sync_hot_splits
+from corpus2vec.model.config import HOT_ROWS, TrainConfig
+from corpus2vec.model.launch import free_port
+from corpus2vec.model.train import COALESCE_BYTES, partial_sync_rows
 
 
 def interval_rows(vocab: int) -> list[int]:
-    """Rows merged by each sync of one full-sync interval, partial ones first."""
-    return [min(vocab, HOT_ROWS << ((n & -n).bit_length() - 1)) for n in range(1, SPLITS)] + [vocab]
+    """Rows merged by each sync of one full-sync interval at the defaults, partial ones first."""
+    splits = TrainConfig().sync_hot_splits
+    return [partial_sync_rows(HOT_ROWS, part, vocab) for part in range(1, splits)] + [vocab]
 
 
 def _time(fn: object, repeats: int) -> float:
@@ -74,8 +77,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args(argv)
-    from corpus2vec.model.launch import free_port
-
     with mp.Manager() as manager:
         results = manager.dict()
         mp.spawn(_worker, args=(args.world, free_port(), args, results), nprocs=args.world, join=True)
@@ -87,8 +88,6 @@ def main(argv: list[str] | None = None) -> None:
         a, b = timed[rows]
         mb = rows * args.dim * 4 / 1e6
         print(f"| {rows:,} | {mb:.1f} | {a * 1e3:.2f} | {b * 1e3:.2f} | {1 - b / a:.0%} |")
-    from corpus2vec.model.train import COALESCE_BYTES
-
     plan = interval_rows(args.vocab)
     a, b = (sum(timed[r][i] for r in plan) for i in (0, 1))
     now = sum(timed[r][1] if 2 * r * args.dim * 4 <= COALESCE_BYTES else timed[r][0] for r in plan)
