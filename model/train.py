@@ -184,6 +184,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -588,23 +589,8 @@ class Trainer:
         table.copy_(snapshot.add_(change))
 
     def _all_reduce_together(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Sum ``tensors`` across ranks; returns the sums, shaped like the inputs.
-
-        Up to :data:`COALESCE_BYTES` in all they travel as one flat buffer (one collective's
-        latency instead of two or four); larger ones are reduced in place, one by one, because
-        copying a full sync's tables in and out of a fresh buffer cost more than it saved
-        (2 gloo ranks, dev-corpus tables: 59-67 ms apart, 128-136 ms together; tests/bench/sync_cost.py).
-        """
-        if sum(t.numel() * t.element_size() for t in tensors) > COALESCE_BYTES:
-            for tensor in tensors:
-                self._all_reduce(tensor)
-            return tensors
-        flat = torch.cat([t.reshape(-1) for t in tensors])
-        self._all_reduce(flat)
-        return [
-            part.view(t.shape)
-            for part, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True)
-        ]
+        """Sum ``tensors`` across ranks, counting the bytes (:func:`all_reduce_together`)."""
+        return all_reduce_together(tensors, self._all_reduce)
 
     def _all_reduce(self, tensor: torch.Tensor) -> None:
         dist.all_reduce(tensor)
@@ -801,6 +787,30 @@ def full_sync_rate_warning(cfg: TrainConfig, world: int) -> str | None:
 COALESCE_BYTES = 4 << 20
 STABLE_MERGE_REACH = 2.0  # a row moved by more than 2x the touchers' mean diverged (32 ranks, 2M)
 MEASURED_WORLD = 32  # the widest world whose quality was measured (2M and 10M words)
+
+
+def all_reduce_together(
+    tensors: list[torch.Tensor],
+    all_reduce: Callable[[torch.Tensor], object] = dist.all_reduce,
+    coalesce_bytes: int = COALESCE_BYTES,
+) -> list[torch.Tensor]:
+    """Sum ``tensors`` across ranks with ``all_reduce``; returns the sums, shaped like the inputs.
+
+    Up to ``coalesce_bytes`` in all they travel as one flat buffer (one collective's
+    latency instead of two or four), and the inputs are left as they were; larger ones
+    are reduced in place, one by one, and returned themselves, because copying a full
+    sync's tables in and out of a fresh buffer cost more than it saved (2 gloo ranks,
+    dev-corpus tables: 59-67 ms apart, 128-136 ms together; tests/bench/sync_cost.py).
+    """
+    if sum(t.numel() * t.element_size() for t in tensors) > coalesce_bytes:
+        for tensor in tensors:
+            all_reduce(tensor)
+        return tensors
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    all_reduce(flat)
+    return [
+        part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True)
+    ]
 
 
 def capped_merge_warning(cfg: TrainConfig, world: int) -> str | None:

@@ -24,7 +24,7 @@ import torch.multiprocessing as mp
 
 from corpus2vec.model.config import HOT_ROWS, TrainConfig
 from corpus2vec.model.launch import free_port
-from corpus2vec.model.train import COALESCE_BYTES, partial_sync_rows
+from corpus2vec.model.train import COALESCE_BYTES, all_reduce_together, partial_sync_rows
 
 
 def interval_rows(vocab: int) -> list[int]:
@@ -53,14 +53,12 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, results:
     for rows in sorted(set(interval_rows(args.vocab))):
 
         def apart(rows: int = rows) -> None:
-            dist.all_reduce(v[:rows])
-            dist.all_reduce(u[:rows])
+            all_reduce_together([v[:rows], u[:rows]], coalesce_bytes=0)  # in place, one by one
 
         def together(rows: int = rows) -> None:
-            flat = torch.cat([v[:rows].reshape(-1), u[:rows].reshape(-1)])
-            dist.all_reduce(flat)
-            v[:rows].copy_(flat[: rows * args.dim].view(rows, args.dim))
-            u[:rows].copy_(flat[rows * args.dim :].view(rows, args.dim))
+            merged = all_reduce_together([v[:rows], u[:rows]], coalesce_bytes=1 << 62)
+            for table, total in zip((v, u), merged, strict=True):  # as the merge writes it back
+                table[:rows].copy_(total)
 
         a, b = _time(apart, args.repeats), _time(together, args.repeats)
         if rank == 0:

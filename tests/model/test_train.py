@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from corpus2vec.model import storage
 from corpus2vec.model.config import TrainConfig, load_config
@@ -20,7 +23,9 @@ from corpus2vec.model.contracts import Pairs, Train, Vocab
 from corpus2vec.model.launch import free_port, launch_training, torchrun_command, worker_env
 from corpus2vec.model.reader import VocabMismatchError
 from corpus2vec.model.train import (
+    COALESCE_BYTES,
     DistEnv,
+    all_reduce_together,
     capped_merge_warning,
     full_sync_rate_warning,
     hot_row_count,
@@ -429,6 +434,51 @@ def test_the_batched_kernel_at_the_web_batch_size_keeps_numba_quality(
     # without the row limit the run diverges (NaN)
     assert group_separation(results["torch"], planted_large.groups) >= numba_sep - 0.05
     assert not np.isfinite(results["unlimited"]).all()
+
+
+def _merge_parts(rank: int, rows: int) -> list[torch.Tensor]:
+    """What one rank sends in a merge of ``rows`` rows: both tables' rows and their touched counts."""
+    gen = torch.Generator().manual_seed(rank)
+    return [torch.randn(rows, 100, generator=gen) for _ in range(2)] + [
+        torch.randint(0, 3, (rows,), generator=gen).float() for _ in range(2)
+    ]
+
+
+def _all_reduce_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        for rows in (64, 16_000):  # 51 kB (one flat buffer) and 12.9 MB (in place, one by one)
+            sent = _merge_parts(rank, rows)
+            before = [t.clone() for t in sent]
+            summed = all_reduce_together(sent)
+            in_place = all(s is t for s, t in zip(summed, sent, strict=True))
+            untouched = all(torch.equal(t, b) for t, b in zip(sent, before, strict=True))
+            np.savez(
+                os.path.join(out, f"{rank}-{rows}.npz"),
+                *[t.numpy() for t in summed],
+                in_place=in_place,
+                untouched=untouched,
+            )
+    finally:
+        dist.destroy_process_group()
+
+
+def test_merges_sum_the_same_in_one_buffer_or_in_place(tmp_path: Path) -> None:
+    """Both paths of ``all_reduce_together`` on two real gloo ranks: small merges (every partial
+    sync) go as one flat buffer and leave the inputs alone; a full sync's tables (over
+    ``COALESCE_BYTES``) are summed in place. Either way every rank gets the sums, in the inputs' shapes."""
+    assert 2 * 64 * 101 * 4 < COALESCE_BYTES < 2 * 16_000 * 101 * 4
+    mp.spawn(_all_reduce_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rows, in_place in ((64, False), (16_000, True)):
+        expected = [a + b for a, b in zip(_merge_parts(0, rows), _merge_parts(1, rows), strict=True)]
+        for rank in (0, 1):
+            got = np.load(tmp_path / f"{rank}-{rows}.npz")
+            assert bool(got["in_place"]) is in_place
+            assert bool(got["untouched"]) is not in_place
+            for i, want in enumerate(expected):
+                assert got[f"arr_{i}"].shape == tuple(want.shape)
+                np.testing.assert_allclose(got[f"arr_{i}"], want.numpy(), rtol=1e-6)
 
 
 def test_partial_syncs_of_the_hot_rows_run_from_two_ranks() -> None:
