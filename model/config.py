@@ -136,9 +136,10 @@ class TrainConfig:
     # process for 3% pairs/s, 6-11% on 2M/10M words; docs/bench/hot_rows_two_ranks.md)
     sync_hot_rows: int | None = None
     sync_hot_splits: int = 16
-    # a partial sync of the plain mean ("scaled" up to its cap, "mean") is sent without waiting
-    # and lands at the next sync point, as mean + what the rank learnt meanwhile: the wait for the
-    # slowest rank overlaps training (model/train.py Trainer._start_hot_merge); false = blocking
+    # a partial sync of the plain mean ("scaled" uncapped, "mean") is sent without waiting and lands
+    # at the next sync point, as mean + what the rank learnt meanwhile, so the wait for the slowest
+    # rank overlaps training; only up to a local rate of FULL_SYNC_LOCAL_ALPHA (6 ranks at alpha
+    # 0.05): 8 ranks at 0.4 diverged with it (model/train.py overlaps_partial_syncs); false = blocking
     overlap_partial_syncs: bool = True
     verify_shards: bool = True  # sha256 of each shard against the pairs manifest before first read
 

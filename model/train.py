@@ -391,7 +391,7 @@ class Trainer:
             ]
         # a partial sync of the plain mean runs in the background while training goes on
         # (:meth:`_sync_hot`); the merges that need counts or snapshots wait for theirs
-        self.overlap_hot = cfg.overlap_partial_syncs and merge in ("scaled", "mean") and not self.capped
+        self.overlap_hot = overlaps_partial_syncs(cfg, env.world)
         self._pending: PendingMerge | None = None
         self._session_pairs = 0  # pairs this rank trained in this process (speed, progress loss)
         self._session_loss = 0.0
@@ -919,6 +919,26 @@ def capped_merge_warning(cfg: TrainConfig, world: int) -> str | None:
         f"train.capped_merge_momentum=false); 32 ranks lost 22% analogy and 0.062 WordSim353 that way on "
         f"2M words, 2.0 points on 10M: keep the momentum on, or use at most {int(reach * k)} ranks"
     )
+
+
+def overlaps_partial_syncs(cfg: TrainConfig, world: int) -> bool:
+    """Whether the partial syncs run in the background (:func:`start_mean_merge`).
+
+    Only for the plain mean (``scaled`` while uncapped, ``mean``), and only where ranks step at
+    a local rate full syncs alone held at (``FULL_SYNC_LOCAL_ALPHA``, 0.3: up to 6 ranks at the
+    default alpha). Faster than that, the partial syncs are what keeps the hot rows stable, and
+    they must land at once: 8 ranks at a local 0.4 with the overlap diverged on 10M words (0.3%
+    analogy against 25.6% blocking; docs/bench/overlap.md), as full syncs only did (0.7%).
+    """
+    if not cfg.overlap_partial_syncs or world < 2 or not hot_row_count(cfg, world):
+        return False
+    if cfg.sync_average == "mean":
+        local = cfg.alpha
+    elif cfg.sync_average == "scaled" and scaled_lr_factor(cfg, world) >= world:  # uncapped
+        local = scaled_lr_factor(cfg, world) * cfg.alpha
+    else:
+        return False
+    return local <= FULL_SYNC_LOCAL_ALPHA + 1e-9  # 6 x 0.05 is 0.30000000000000004
 
 
 def scaled_lr_factor(cfg: TrainConfig, world: int) -> float:

@@ -30,6 +30,7 @@ from corpus2vec.model.train import (
     full_sync_rate_warning,
     hot_row_count,
     land_mean_merge,
+    overlaps_partial_syncs,
     parse_args,
     scaled_lr_factor,
     start_mean_merge,
@@ -556,6 +557,19 @@ def test_partial_syncs_of_the_hot_rows_run_from_two_ranks() -> None:
     assert hot_row_count(replace(default, sync_hot_rows=0), 8) == 0
     with pytest.raises(ValueError, match="sync_hot_splits must be a power of two"):
         load_config("tiny", ["sync_hot_splits=12"])
+
+
+def test_partial_syncs_overlap_training_only_where_full_syncs_alone_held() -> None:
+    """Up to a local rate of 0.3 (6 ranks at alpha 0.05); 8 ranks at 0.4 diverged overlapped."""
+    default = TrainConfig()
+    assert [overlaps_partial_syncs(default, w) for w in (1, 2, 4, 6, 8, 16, 32)] == [
+        False, True, True, True, False, False, False,
+    ]  # fmt: skip
+    assert overlaps_partial_syncs(replace(default, alpha=0.025), 8)
+    assert not overlaps_partial_syncs(replace(default, overlap_partial_syncs=False), 2)
+    assert not overlaps_partial_syncs(replace(default, sync_hot_rows=0), 2)
+    assert not overlaps_partial_syncs(replace(default, sync_average="sum"), 2)
+    assert overlaps_partial_syncs(replace(default, sync_average="mean"), 8)
 
 
 def test_fast_local_rates_with_full_syncs_only_are_warned_about() -> None:
