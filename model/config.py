@@ -74,6 +74,9 @@ HOT_ROWS = 1024
 SYNC_PAIRS_TOTAL = 2_000_000  # default pairs trained across all ranks between two syncs
 # the highest local rate (world x alpha) measured to hold at 8 ranks with full syncs only (0.4 failed)
 FULL_SYNC_LOCAL_ALPHA = 0.3
+# the highest local rate at which partial syncs overlapped with training kept blocking's quality
+# (2 ranks at alpha 0.05; 4 ranks at 0.2 lost 1.4 analogy points on 10M words, 8 at 0.4 diverged)
+OVERLAP_LOCAL_ALPHA = 0.1
 # Largest per-row score change (sum of lr·|g|·|x|² over a batch) the batched kernel applies
 # unscaled; chosen by measurement, see model/sgns.py torch_sgd_step.
 ROW_STEP_LIMIT = 4.0
@@ -136,10 +139,11 @@ class TrainConfig:
     # process for 3% pairs/s, 6-11% on 2M/10M words; docs/bench/hot_rows_two_ranks.md)
     sync_hot_rows: int | None = None
     sync_hot_splits: int = 16
-    # a partial sync of the plain mean ("scaled" uncapped, "mean") is sent without waiting and lands
-    # at the next sync point, as mean + what the rank learnt meanwhile, so the wait for the slowest
-    # rank overlaps training; only up to a local rate of FULL_SYNC_LOCAL_ALPHA (6 ranks at alpha
-    # 0.05): 8 ranks at 0.4 diverged with it (model/train.py overlaps_partial_syncs); false = blocking
+    # a partial sync of the "scaled" mean is sent without waiting and lands at the next sync point,
+    # as mean + what the rank learnt meanwhile, so the wait for the slowest rank overlaps training
+    # (2 ranks: 21% -> 14-15% of the time in syncs, same quality); only up to a local rate of
+    # OVERLAP_LOCAL_ALPHA (2 ranks at alpha 0.05): 4 ranks at 0.2 lost 1.4 analogy points on 10M
+    # words, 8 at 0.4 diverged (model/train.py overlaps_partial_syncs); false = always blocking
     overlap_partial_syncs: bool = True
     verify_shards: bool = True  # sha256 of each shard against the pairs manifest before first read
 

@@ -68,6 +68,21 @@ contiguous prefix costs one small all-reduce. How the replicas are merged
 * ``"mean"``: the plain average without the scaling: each update counts ``1/W``.
 * ``"touched"``: mean over the ranks that updated the row since the last sync.
 
+Overlapped partial syncs (``overlap_partial_syncs``, default on, :func:`overlaps_partial_syncs`):
+each partial sync sends a copy of its rows and training goes on; the sum lands at the next sync
+point as ``row <- mean + (row - sent)``, the replicas' mean at the send plus what this rank
+learnt since (:func:`start_mean_merge`, :func:`land_mean_merge`), in the manner of overlap local
+SGD. A rank then waits for a partial sync one segment later, so one rank's slow segment no
+longer stops the other: on 2 ranks on 2 cores the time in syncs fell from 20-23% to 12-17% of
+the wall time at every corpus size, at the same quality (2M words, six seeds: 6.2% / 0.412
+against 6.2% / 0.406 blocking; 10M and 25M within a seed's noise; docs/bench/overlap.md). The
+delay costs the partial syncs what they are for once ranks step fast: a rank's own un-merged
+change (``k`` times a process's step) stays in its hot rows a segment longer. Overlapped, 4
+ranks (local rate 0.2) lost 1.4 analogy points on 10M words, 6 ranks 1.6, and 8 ranks (0.4)
+diverged (0.3%), as with full syncs only; so the overlap runs only up to a local rate of
+``OVERLAP_LOCAL_ALPHA`` (0.1: 2 ranks at alpha 0.05) and never in the capped merge, whose counts
+and snapshots belong to a sync.
+
 Chosen with tests/bench/scale_quality.py on the 10M-word prefix of the dev corpus
 (bench preset at alpha 0.05, seed 1, same shards unless marked *; 2 cores, gloo;
 analogy = questions-words restrict_vocab 30000; the whole matrix at 1-8 ranks and
@@ -196,6 +211,7 @@ from corpus2vec.model import checkpoint, storage
 from corpus2vec.model.config import (
     FULL_SYNC_LOCAL_ALPHA,
     HOT_ROWS,
+    OVERLAP_LOCAL_ALPHA,
     SYNC_PAIRS_TOTAL,
     PipelineConfig,
     TrainConfig,
@@ -785,8 +801,9 @@ def start_mean_merge(tables: list[torch.Tensor], rows: int) -> PendingMerge:
     """Start summing the first ``rows`` rows of ``tables`` across ranks, without waiting.
 
     A copy goes out, so training may go on changing the tables meanwhile; :func:`land_mean_merge`
-    applies the sum. On 2 ranks on 2 cores blocking partial syncs took 21% of the pairs/s on
-    10M words, mostly one rank waiting for the other; overlapped, 10% (docs/bench/overlap.md).
+    applies the sum. On 2 ranks on 2 cores the blocking partial syncs cost a fifth of the pairs/s
+    on 10M words (2.30M with full syncs only, 1.81M with them), mostly one rank waiting for the
+    other; overlapped, the time in syncs fell from 20-23% to 12-17% (docs/bench/overlap.md).
     """
     sent = torch.cat([t[:rows].reshape(-1) for t in tables])
     total = sent.clone()
@@ -924,21 +941,19 @@ def capped_merge_warning(cfg: TrainConfig, world: int) -> str | None:
 def overlaps_partial_syncs(cfg: TrainConfig, world: int) -> bool:
     """Whether the partial syncs run in the background (:func:`start_mean_merge`).
 
-    Only for the plain mean (``scaled`` while uncapped, ``mean``), and only where ranks step at
-    a local rate full syncs alone held at (``FULL_SYNC_LOCAL_ALPHA``, 0.3: up to 6 ranks at the
-    default alpha). Faster than that, the partial syncs are what keeps the hot rows stable, and
-    they must land at once: 8 ranks at a local 0.4 with the overlap diverged on 10M words (0.3%
-    analogy against 25.6% blocking; docs/bench/overlap.md), as full syncs only did (0.7%).
+    Only for the uncapped ``scaled`` mean, and only where ranks step at a local rate of at most
+    ``OVERLAP_LOCAL_ALPHA`` (0.1: 2 ranks at the default alpha). Faster, a rank's own
+    un-merged change (``k`` times a process's step) stays in its hot rows a segment longer,
+    which is what the partial syncs are there to prevent: overlapped, 4 ranks at a local 0.2
+    scored 24.6% analogy on 10M words against 26.0% blocking, 6 ranks at 0.3 24.4% against
+    26.0%, and 8 ranks at 0.4 diverged (0.3% against 25.6%), as they do with full syncs only
+    (docs/bench/overlap.md).
     """
     if not cfg.overlap_partial_syncs or world < 2 or not hot_row_count(cfg, world):
         return False
-    if cfg.sync_average == "mean":
-        local = cfg.alpha
-    elif cfg.sync_average == "scaled" and scaled_lr_factor(cfg, world) >= world:  # uncapped
-        local = scaled_lr_factor(cfg, world) * cfg.alpha
-    else:
+    if cfg.sync_average != "scaled" or scaled_lr_factor(cfg, world) < world:  # capped: counts, snapshots
         return False
-    return local <= FULL_SYNC_LOCAL_ALPHA + 1e-9  # 6 x 0.05 is 0.30000000000000004
+    return world * cfg.alpha <= OVERLAP_LOCAL_ALPHA + 1e-9  # 2 x 0.05 may round above 0.1
 
 
 def scaled_lr_factor(cfg: TrainConfig, world: int) -> float:

@@ -559,17 +559,19 @@ def test_partial_syncs_of_the_hot_rows_run_from_two_ranks() -> None:
         load_config("tiny", ["sync_hot_splits=12"])
 
 
-def test_partial_syncs_overlap_training_only_where_full_syncs_alone_held() -> None:
-    """Up to a local rate of 0.3 (6 ranks at alpha 0.05); 8 ranks at 0.4 diverged overlapped."""
+def test_partial_syncs_overlap_training_only_at_the_local_rates_where_that_held() -> None:
+    """Up to a local rate of 0.1 (2 ranks at alpha 0.05); 4 ranks at 0.2 lost 1.4 analogy points
+    on 10M words overlapped, 8 at 0.4 diverged."""
     default = TrainConfig()
-    assert [overlaps_partial_syncs(default, w) for w in (1, 2, 4, 6, 8, 16, 32)] == [
-        False, True, True, True, False, False, False,
+    assert [overlaps_partial_syncs(default, w) for w in (1, 2, 3, 4, 8, 16, 32)] == [
+        False, True, False, False, False, False, False,
     ]  # fmt: skip
-    assert overlaps_partial_syncs(replace(default, alpha=0.025), 8)
+    assert overlaps_partial_syncs(replace(default, alpha=0.025), 4)
+    assert not overlaps_partial_syncs(replace(default, alpha=0.025), 8)
     assert not overlaps_partial_syncs(replace(default, overlap_partial_syncs=False), 2)
     assert not overlaps_partial_syncs(replace(default, sync_hot_rows=0), 2)
-    assert not overlaps_partial_syncs(replace(default, sync_average="sum"), 2)
-    assert overlaps_partial_syncs(replace(default, sync_average="mean"), 8)
+    for other in ("sum", "mean", "touched"):
+        assert not overlaps_partial_syncs(replace(default, sync_average=other), 2)
 
 
 def test_fast_local_rates_with_full_syncs_only_are_warned_about() -> None:
