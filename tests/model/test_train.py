@@ -158,6 +158,20 @@ def test_a_checkpoint_naming_unknown_or_misshapen_arrays_is_refused(planted: Pla
         _train_here(planted, out, CFG)
 
 
+def _stop_two_ranks_after(planted: Planted, out: str, cfg: TrainConfig, pairs: int) -> None:
+    """Run 2 torchrun ranks with ``--stop-after-pairs``: they stop at a sync point, unfinished."""
+    command = torchrun_command(planted.pairs_uri, planted.vocab_uri, out, cfg, 0, free_port())
+    stopped = subprocess.run(
+        [*command, "--stop-after-pairs", str(pairs)],
+        env=worker_env(cfg),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert stopped.returncode == 0, stopped.stdout[-3000:] + stopped.stderr[-3000:]
+    assert not Path(out, "_manifest.json").exists()
+
+
 @pytest.mark.slow
 def test_merge_momentum_acts_where_the_merge_shrinks_and_resumes_bit_for_bit(
     planted: Planted, tmp_path: Path
@@ -168,16 +182,7 @@ def test_merge_momentum_acts_where_the_merge_shrinks_and_resumes_bit_for_bit(
     cfg = replace(CFG, max_local_alpha=CFG.alpha, capped_merge_reach=1.0)
     whole, halted, still = (str(tmp_path / n) for n in ("whole", "halted", "still"))
     launch_training(planted.pairs_uri, planted.vocab_uri, whole, cfg)
-    command = torchrun_command(planted.pairs_uri, planted.vocab_uri, halted, cfg, 0, free_port())
-    stopped = subprocess.run(
-        [*command, "--stop-after-pairs", "400000"],
-        env=worker_env(cfg),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert stopped.returncode == 0, stopped.stdout[-3000:] + stopped.stderr[-3000:]
-    assert not Path(halted, "_manifest.json").exists()
+    _stop_two_ranks_after(planted, halted, cfg, 400_000)
     (folder,) = Path(halted, "checkpoints").glob("ckpt-*")
     state = json.loads((folder / "state.json").read_text())
     assert state["arrays"] == ["input", "input_velocity", "output", "output_velocity"]
@@ -307,16 +312,7 @@ def test_overlapped_partial_syncs_are_deterministic_resumable_and_keep_quality(
     reference_out, _, _ = two_process_run
     assert json.loads(Path(reference_out, "metrics.json").read_text())["hot_syncs"] > 0
     halted, blocking = str(tmp_path / "halted"), str(tmp_path / "blocking")
-    command = torchrun_command(planted.pairs_uri, planted.vocab_uri, halted, CFG, 0, free_port())
-    stopped = subprocess.run(
-        [*command, "--stop-after-pairs", "400000"],
-        env=worker_env(CFG),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert stopped.returncode == 0, stopped.stdout[-3000:] + stopped.stderr[-3000:]
-    assert not Path(halted, "_manifest.json").exists()
+    _stop_two_ranks_after(planted, halted, CFG, 400_000)
     launch_training(planted.pairs_uri, planted.vocab_uri, halted, CFG)
     assert np.array_equal(_vectors(halted), _vectors(reference_out))
     launch_training(planted.pairs_uri, planted.vocab_uri, blocking, replace(CFG, overlap_partial_syncs=False))
