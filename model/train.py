@@ -73,7 +73,7 @@ each partial sync sends a copy of its rows and training goes on; the sum lands a
 point as ``row <- mean + (row - sent)``, the replicas' mean at the send plus what this rank
 learnt since (:func:`start_mean_merge`, :func:`land_mean_merge`), in the manner of overlap local
 SGD. A rank then waits for a partial sync one segment later, so one rank's slow segment no
-longer stops the other: on 2 ranks on 2 cores the time in syncs fell from 20-23% to 12-17% of
+longer stops the other: on 2 ranks on 2 cores the time in syncs fell from 20-25% to 10-17% of
 the wall time at every corpus size, at the same quality (2M words, six seeds: 6.2% / 0.412
 against 6.2% / 0.406 blocking; 10M and 25M within a seed's noise; docs/bench/overlap.md). The
 delay costs the partial syncs what they are for once ranks step fast: a rank's own un-merged
@@ -405,8 +405,8 @@ class Trainer:
                 torch.zeros_like(t) if saved is None else torch.from_numpy(saved).to(self.device)
                 for t, saved in zip((v, u), self._saved_velocity, strict=True)
             ]
-        # a partial sync of the plain mean runs in the background while training goes on
-        # (:meth:`_sync_hot`); the merges that need counts or snapshots wait for theirs
+        # at 2 ranks' local rate a partial sync runs in the background while training goes on
+        # (:meth:`_sync_hot`, :func:`overlaps_partial_syncs`); elsewhere each one blocks
         self.overlap_hot = overlaps_partial_syncs(cfg, env.world)
         self._pending: PendingMerge | None = None
         self._session_pairs = 0  # pairs this rank trained in this process (speed, progress loss)
@@ -660,6 +660,8 @@ class Trainer:
             f"threads={self.threads} V={self.vocab_size} d={self.cfg.vector_size} "
             f"pairs/epoch={self.pairs_per_epoch[0]} epochs={self.cfg.epochs} "
             f"draws={self.pairs_manifest.draws}"
+            + (f" partial_syncs={self.hot_splits - 1}x{self.hot_rows}+" if self.hot_rows else "")
+            + (" (overlapped)" if self.overlap_hot else "")
             + (f" resumed at epoch {resumed['epoch']} fraction {resumed['fraction']}" if resumed else ""),
             file=sys.stderr,
             flush=True,
@@ -779,6 +781,7 @@ class Trainer:
             "sync_share": c.sync_seconds / seconds,
             "sync_every": self.sync_every,
             "sync_hot_rows": self.hot_rows,
+            "partial_syncs_overlapped": self.overlap_hot,
             "sync_average": self.cfg.sync_average,
             "epoch_loss": c.epoch_loss,
             "final_loss": c.epoch_loss[-1] if c.epoch_loss else None,
@@ -803,7 +806,7 @@ def start_mean_merge(tables: list[torch.Tensor], rows: int) -> PendingMerge:
     A copy goes out, so training may go on changing the tables meanwhile; :func:`land_mean_merge`
     applies the sum. On 2 ranks on 2 cores the blocking partial syncs cost a fifth of the pairs/s
     on 10M words (2.30M with full syncs only, 1.81M with them), mostly one rank waiting for the
-    other; overlapped, the time in syncs fell from 20-23% to 12-17% (docs/bench/overlap.md).
+    other; overlapped, the time in syncs fell from 20-25% to 10-17% (docs/bench/overlap.md).
     """
     sent = torch.cat([t[:rows].reshape(-1) for t in tables])
     total = sent.clone()

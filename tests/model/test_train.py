@@ -231,6 +231,7 @@ def test_two_gloo_processes_train_through_launch_training(
     # per full sync and rank: both tables (float32) plus 3 float64 stats; per partial sync the
     # first 1024·2^k rows of both tables, here all 500 (partial syncs run from 2 ranks on)
     assert metrics["hot_syncs"] > metrics["syncs"] and metrics["sync_hot_rows"] == 1024
+    assert metrics["partial_syncs_overlapped"] is True  # 2 ranks step at a local 2 x 0.05
     tables = 2 * 500 * CFG.vector_size * 4
     assert metrics["bytes_communicated"] == metrics["syncs"] * (tables + 24) + metrics["hot_syncs"] * tables
     assert metrics["pairs_per_s_per_rank"] == pytest.approx(metrics["pairs_per_s"] / 2)
@@ -317,6 +318,7 @@ def test_overlapped_partial_syncs_are_deterministic_resumable_and_keep_quality(
     assert np.array_equal(_vectors(halted), _vectors(reference_out))
     launch_training(planted.pairs_uri, planted.vocab_uri, blocking, replace(CFG, overlap_partial_syncs=False))
     assert not np.array_equal(_vectors(blocking), _vectors(reference_out))  # the overlap is what ran
+    assert json.loads(Path(blocking, "metrics.json").read_text())["partial_syncs_overlapped"] is False
     assert group_separation(_vectors(reference_out), planted.groups) == pytest.approx(
         group_separation(_vectors(blocking), planted.groups), abs=0.03
     )
