@@ -141,7 +141,7 @@ class TrainConfig:
     sync_hot_splits: int = 16
     # a partial sync of the "scaled" mean is sent without waiting and lands at the next sync point,
     # as mean + what the rank learnt meanwhile, so the wait for the slowest rank overlaps training
-    # (2 ranks: 21% -> 14-15% of the time in syncs, same quality); only up to a local rate of
+    # (2 ranks: 20-25% -> 10-17% of the time in syncs, same quality); only up to a local rate of
     # OVERLAP_LOCAL_ALPHA (2 ranks at alpha 0.05): 4 ranks at 0.2 lost 1.4 analogy points on 10M
     # words, 8 at 0.4 diverged (model/train.py overlaps_partial_syncs); false = always blocking
     overlap_partial_syncs: bool = True

@@ -818,9 +818,11 @@ def land_mean_merge(pending: PendingMerge, tables: list[torch.Tensor], world: in
     send, plus what this rank learnt since. The sums, and the program points where they land,
     do not depend on timing, so one thread per rank stays bitwise deterministic."""
     pending.work.wait()
-    change = pending.total.div_(world).sub_(pending.sent)
-    for table, part in zip(tables, change.split(pending.rows * tables[0].shape[1]), strict=True):
-        table[: pending.rows].add_(part.view(pending.rows, -1))
+    rows = [t[: pending.rows] for t in tables]
+    for row, change in zip(
+        rows, _split_like(pending.total.div_(world).sub_(pending.sent), rows), strict=True
+    ):
+        row.add_(change)
 
 
 def partial_sync_rows(hot_rows: int, part: int, vocab_size: int) -> int:
@@ -889,6 +891,11 @@ def all_reduce_together(
         return tensors
     flat = torch.cat([t.reshape(-1) for t in tensors])
     all_reduce(flat)
+    return _split_like(flat, tensors)
+
+
+def _split_like(flat: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Views of ``flat`` shaped like ``tensors``, in order (the inverse of concatenating them)."""
     return [
         part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True)
     ]
