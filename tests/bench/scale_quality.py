@@ -34,6 +34,9 @@ analogy with restrict_vocab 30000, WordSim353, SimLex-999, OOV rates). Writes
 ``scale_quality.json`` and ``scale_quality.md`` under ``--out``; prints the table.
 ``--combine A/scale_quality.json B/scale_quality.json --out C`` merges the rows of runs made
 apart (other seeds, other days) into one report, so a mean over 6 seeds need not run in one go.
+With ``--pool-draws`` the reports are separate pair draws (each ``--out`` is its own draw), which
+may reuse seeds: every measured row counts once, wherever it was copied, and a run's mean and
+band pool its rows over all draws (seed and draw variation together).
 This is a benchmark, not a test: nothing asserts, it measures.
 """
 
@@ -272,7 +275,8 @@ _pct, _num = peers._pct, peers._num  # one formatting for both benchmark tables
 
 def _label(row: dict[str, Any]) -> str:
     seed = f" (seed {row['seed']})" if row.get("seed") is not None else ""
-    return _run_label(row) + seed
+    draw = f" [draw {row['draw']}]" if row.get("draw") is not None else ""
+    return _run_label(row) + seed + draw
 
 
 def _run_label(row: dict[str, Any]) -> str:
@@ -387,7 +391,9 @@ def _big(value: float | None) -> str:
     return "-" if value is None else f"{value / 1e6:.2f}M"
 
 
-def combine(paths: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+def combine(
+    paths: list[str], pool_draws: bool = False
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
     """Rows of several reports as one (runs of other seeds, machines or sessions); nothing trains.
 
     A (size, run, seed) found in two reports is refused rather than one silently winning, and
@@ -395,27 +401,45 @@ def combine(paths: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any], lis
     thing. Each report's shards are its own draw, so its ``prepared`` entry is kept per file.
     Quality pools across machines, speed does not: a run whose seeds come from reports made on
     different machines shows no mean pairs/s.
+
+    ``pool_draws``: the reports are different pair draws of one corpus, which may reuse seeds
+    (seed 3 of two draws is two measurements). Rows are told apart by their draw (the report's
+    place in ``paths``), and a row whose measured scores repeat one already taken is a copy
+    (reports carry rows over with ``--append`` and ``--combine``) and counts once. Why: a gap
+    of 0.01 WordSim353 needs more runs than one draw holds, and counting a copied row twice
+    would shrink the band it is judged by.
     """
     rows: list[dict[str, Any]] = []
     prep: dict[str, Any] = {}
     seen: dict[tuple[Any, ...], str] = {}
     sets: list[str] | None = None
-    for path in paths:
+    for draw, path in enumerate(paths, start=1):
         report = json.loads(Path(path).read_text())
-        if sets is not None and report.get("sets", []) != sets:
-            raise SystemExit(
-                f"--combine: {path} was run with --set {report.get('sets')}, the first with {sets}"
-            )
-        sets = report.get("sets", [])
+        report_sets = report.get("sets") or []
+        if sets is not None and report_sets != sets:
+            raise SystemExit(f"--combine: {path} was run with --set {report_sets}, the first with {sets}")
+        sets = report_sets
         for row in report["rows"]:
             key = (row["size"], row["run"], row.get("seed"))
-            if key in seen:
+            if pool_draws:
+                key += tuple(row.get(m) for m in ("analogy", "wordsim353", "simlex999", "pairs"))
+                if key in seen:
+                    print(
+                        f"--pool-draws: {key[:3]} of {path} repeats {seen[key]}'s; counted once",
+                        file=sys.stderr,
+                    )
+                    continue
+            elif key in seen:
                 raise SystemExit(
                     f"--combine: {key} is in both {seen[key]} and {path}; rerun one with other seeds"
+                    " (or pass --pool-draws if the reports are separate pair draws)"
                 )
             seen[key] = path
-            # a row of an earlier --combine keeps its own source and machine
-            _put(rows, {"source": path, "machine": report.get("machine"), **row})
+            # a row of an earlier --combine keeps its own source, machine and draw
+            merged = {"source": path, "machine": report.get("machine"), **row}
+            if pool_draws:
+                merged.setdefault("draw", draw)
+            _put(rows, merged)
         prep[path] = report.get("prepared", {})
     return rows, prep, sets or []
 
@@ -425,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     if args.combine:
         out.mkdir(parents=True, exist_ok=True)
-        rows, prep, args.set = combine(args.combine)
+        rows, prep, args.set = combine(args.combine, pool_draws=args.pool_draws)
         machines = sorted({str(r.get("machine")) for r in rows if r.get("machine")})
         print(_report(rows, prep, out, args, machine="; ".join(machines) or "(as in each source report)"))
         return
@@ -469,10 +493,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _put(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
-    """Add ``row``, replacing an earlier row of the same corpus size, run and seed (``--append``)."""
+    """Add ``row``, replacing an earlier row of the same corpus size, run, seed and draw (``--append``)."""
 
     def key(r: dict[str, Any]) -> tuple[Any, ...]:
-        return r["size"], r["run"], r.get("seed")
+        return r["size"], r["run"], r.get("seed"), r.get("draw")
 
     rows[:] = [r for r in rows if key(r) != key(row)] + [row]
     order = {size: i for i, size in enumerate(SIZES)}
@@ -505,6 +529,12 @@ def _report(
     text = f"Machine: {report['machine']}. Bench preset{' + ' + ' '.join(args.set) if args.set else ''}.\n\n"
     text += markdown(rows, "Quality at scale (same shards per corpus size)")
     summary = summary_markdown(report["summary"])
+    draws = {r["draw"] for r in rows if r.get("draw") is not None}
+    if summary and draws:
+        summary = (
+            f'Pooled over {len(draws)} pair draws: a run\'s "seeds" are its rows over every draw, and its ±'
+            " covers draw-to-draw variation as well as seeds.\n\n" + summary
+        )
     text += "\n" + summary if summary else ""
     (out / "scale_quality.md").write_text(text)
     return text
@@ -544,7 +574,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="REPORT",
         help="write one report (and its mean-over-seeds table) from several scale_quality.json; trains nothing",
     )
+    parser.add_argument(
+        "--pool-draws",
+        action="store_true",
+        help="with --combine: the reports are separate pair draws; pool every measured row once",
+    )
     args = parser.parse_args(argv)
+    if args.pool_draws and not args.combine:
+        parser.error("--pool-draws only applies to --combine")
     unknown = set(args.gensim_modes.split(",")) - {"", "corpus_file", "sentences"}
     if unknown:
         parser.error(f"--gensim-modes: unknown {sorted(unknown)}; use corpus_file and/or sentences")

@@ -1,0 +1,83 @@
+"""``scale_quality.py --combine --pool-draws``: the arithmetic behind the pooled gap to gensim.
+
+The whole-corpus WordSim353 claim in docs/bench/whole_corpus_draws.md rests on pooling runs of
+several pair draws that reuse seeds, some rows copied from report to report. A copy counted
+twice, or a reused seed taken for a clash, would change the band the claim is judged by.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent / "bench" / "scale_quality.py"
+
+
+def _row(run: str, seed: int, wordsim: float, system: str = "corpus2vec") -> dict[str, Any]:
+    return {
+        "size": "all",
+        "system": system,
+        "run": run,
+        "seed": seed,
+        "analogy": 0.40,
+        "wordsim353": wordsim,
+        "simlex999": 0.28,
+        "pairs": 1000,
+    }
+
+
+def _report(path: Path, rows: list[dict[str, Any]]) -> str:
+    path.write_text(json.dumps({"machine": "test", "sets": [], "prepared": {}, "rows": rows}))
+    return str(path)
+
+
+def _combine(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH), "--combine", *args, "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_pooled_draws_count_reused_seeds_and_copied_rows_once(tmp_path: Path) -> None:
+    g = "gensim 4.4, 2 workers, sentences"
+    first = _report(
+        tmp_path / "a.json",
+        [
+            _row(g, 3, 0.650, "gensim"),
+            _row(g, 4, 0.660, "gensim"),
+            _row("nproc=1", 3, 0.640),
+            _row("nproc=1", 4, 0.644),
+        ],
+    )
+    # a second draw reusing seeds 3 and 4, carrying draw one's seed-4 row over as --append would
+    second = _report(
+        tmp_path / "b.json",
+        [_row(g, 3, 0.648, "gensim"), _row("nproc=1", 3, 0.630), _row("nproc=1", 4, 0.644)],
+    )
+
+    refused = _combine(tmp_path, first, second)
+    assert refused.returncode != 0 and "--pool-draws" in refused.stderr
+
+    pooled = _combine(tmp_path, first, second, "--pool-draws")
+    assert pooled.returncode == 0, pooled.stderr
+    assert "counted once" in pooled.stderr
+    report = json.loads((tmp_path / "out" / "scale_quality.json").read_text())
+    ours = next(s for s in report["summary"] if s["run"] == "corpus2vec nproc=1")
+    gensim = next(s for s in report["summary"] if s["run"] == g)
+    assert (ours["seeds"], gensim["seeds"]) == (3, 3)
+    assert abs(ours["wordsim353"] - (0.640 + 0.644 + 0.630) / 3) < 1e-12
+    gap = ours["vs_gensim"]
+    assert abs(gap["wordsim353"] - ((0.640 + 0.644 + 0.630) - (0.650 + 0.660 + 0.648)) / 3) < 1e-12
+    assert gap["wordsim353_2se"] is not None and gap["wordsim353_2se"] > 0
+    assert "Pooled over 2 pair draws" in (tmp_path / "out" / "scale_quality.md").read_text()
+
+
+def test_pool_draws_needs_combine(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--pool-draws", "--out", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "only applies to --combine" in result.stderr
