@@ -259,7 +259,10 @@ class Counters:
     bytes_communicated: int = 0
     syncs: int = 0
     hot_syncs: int = 0  # partial syncs of the most frequent rows (train.sync_hot_rows)
-    sync_seconds: float = 0.0  # this rank's wall time in syncs, waits included (rank 0's is reported)
+    sync_seconds: float = 0.0  # this rank's wall time in syncs, waits included
+    # every rank's sync_seconds as of the last full sync (sent with its stats; a rank that waits
+    # for the others at every sync shows here, where rank 0's own figure would hide it)
+    rank_sync_seconds: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0  # process CPU time of all ranks (robust to other load on the machine)
     epoch_loss: list[float] = field(default_factory=list)  # mean loss per pair of finished epochs
     current_loss_sum: float = 0.0  # loss summed over the pairs of the unfinished epoch
@@ -431,6 +434,10 @@ class Trainer:
         saved = state["counters"]
         saved["fraction"] = tuple(saved["fraction"])
         self.counters = Counters(**saved)
+        if len(self.counters.rank_sync_seconds) == self.env.world:  # the checkpoint is rank 0's
+            self.counters.sync_seconds = self.counters.rank_sync_seconds[self.env.rank]
+        else:  # resumed at another world size: the per-rank figures start over
+            self.counters.rank_sync_seconds = []
         self.resumed_from = dict(saved, loss_curve=None, world_size=state["world_size"])
         self._saved_velocity = [arrays.get(f"{table}_velocity") for table in ("input", "output")]
         return (
@@ -522,7 +529,12 @@ class Trainer:
         cpu_now = time.process_time()
         self._since_sync.append(cpu_now - self._cpu_mark)
         self._cpu_mark = cpu_now
-        stats = torch.tensor(self._since_sync, dtype=torch.float64, device=self.device)
+        # loss, pairs and CPU seconds since the last sync, then one slot per rank for its
+        # sync_seconds so far (the others' slots are 0): one all-reduce sums the first three
+        # and gathers the last ones
+        slots = [0.0] * self.env.world
+        slots[self.env.rank] = self.counters.sync_seconds
+        stats = torch.tensor(self._since_sync + slots, dtype=torch.float64, device=self.device)
         if self.env.world > 1:
             self._land_hot_merge()
             waited = time.monotonic()
@@ -536,6 +548,7 @@ class Trainer:
         c.cpu_seconds += float(stats[2])
         c.current_loss_sum += float(stats[0])
         c.current_pairs += int(stats[1])
+        c.rank_sync_seconds = stats[3:].tolist()
         c.seconds = self._seconds_before + time.monotonic() - self._t0
         if fraction[0] == fraction[1]:  # epoch finished: next position is the start of the next one
             c.epoch_loss.append(c.current_loss_sum / max(1, c.current_pairs))
@@ -779,6 +792,9 @@ class Trainer:
             "hot_syncs": c.hot_syncs,
             "sync_seconds": c.sync_seconds,  # rank 0's wall time in syncs (collectives and waits)
             "sync_share": c.sync_seconds / seconds,
+            # every rank's, as of the last full sync (that sync's own wait not included)
+            "sync_seconds_per_rank": c.rank_sync_seconds,
+            "sync_share_max": max(c.rank_sync_seconds, default=c.sync_seconds) / seconds,
             "sync_every": self.sync_every,
             "sync_hot_rows": self.hot_rows,
             "partial_syncs_overlapped": self.overlap_hot,

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from corpus2vec.model import storage
+from corpus2vec.model import checkpoint, storage
 from corpus2vec.model.config import TrainConfig, load_config
 from corpus2vec.model.contracts import Pairs, Train, Vocab
 from corpus2vec.model.launch import free_port, launch_training, torchrun_command, worker_env
@@ -228,12 +228,21 @@ def test_two_gloo_processes_train_through_launch_training(
     assert manifest.world_size == 2 and manifest.backend == "gloo"
     assert manifest.pairs_trained == 3 * planted.total_pairs
     metrics = json.loads(Path(out, "metrics.json").read_text())
-    # per full sync and rank: both tables (float32) plus 3 float64 stats; per partial sync the
-    # first 1024·2^k rows of both tables, here all 500 (partial syncs run from 2 ranks on)
+    # per full sync and rank: both tables (float32) plus 3 float64 stats and one float64 slot
+    # per rank (its sync time); per partial sync the first 1024·2^k rows of both tables, here
+    # all 500 (partial syncs run from 2 ranks on)
     assert metrics["hot_syncs"] > metrics["syncs"] and metrics["sync_hot_rows"] == 1024
     assert metrics["partial_syncs_overlapped"] is True  # 2 ranks step at a local 2 x 0.05
     tables = 2 * 500 * CFG.vector_size * 4
-    assert metrics["bytes_communicated"] == metrics["syncs"] * (tables + 24) + metrics["hot_syncs"] * tables
+    stats = 8 * (3 + 2)
+    assert (
+        metrics["bytes_communicated"] == metrics["syncs"] * (tables + stats) + metrics["hot_syncs"] * tables
+    )
+    # each rank's sync time reaches rank 0's report (up to the last full sync's own wait)
+    per_rank = metrics["sync_seconds_per_rank"]
+    assert len(per_rank) == 2 and all(0 < s <= metrics["seconds"] for s in per_rank)
+    assert per_rank[0] <= metrics["sync_seconds"]
+    assert metrics["sync_share_max"] == pytest.approx(max(per_rank) / metrics["seconds"])
     assert metrics["pairs_per_s_per_rank"] == pytest.approx(metrics["pairs_per_s"] / 2)
     assert len(progress) >= CFG.epochs and {"pairs", "loss", "lr", "eta_s", "pairs_per_s"} <= set(
         progress[-1]
@@ -314,8 +323,15 @@ def test_overlapped_partial_syncs_are_deterministic_resumable_and_keep_quality(
     assert json.loads(Path(reference_out, "metrics.json").read_text())["hot_syncs"] > 0
     halted, blocking = str(tmp_path / "halted"), str(tmp_path / "blocking")
     _stop_two_ranks_after(planted, halted, CFG, 400_000)
+    _, state = checkpoint.load_latest(halted)
+    at_stop = state["counters"]["rank_sync_seconds"]
     launch_training(planted.pairs_uri, planted.vocab_uri, halted, CFG)
     assert np.array_equal(_vectors(halted), _vectors(reference_out))
+    # every rank's sync time is in the checkpoint and goes on from there after the resume
+    resumed = json.loads(Path(halted, "metrics.json").read_text())["sync_seconds_per_rank"]
+    assert len(at_stop) == 2 and all(
+        after >= before > 0 for after, before in zip(resumed, at_stop, strict=True)
+    )
     launch_training(planted.pairs_uri, planted.vocab_uri, blocking, replace(CFG, overlap_partial_syncs=False))
     assert not np.array_equal(_vectors(blocking), _vectors(reference_out))  # the overlap is what ran
     assert json.loads(Path(blocking, "metrics.json").read_text())["partial_syncs_overlapped"] is False
@@ -390,11 +406,13 @@ def test_four_gloo_ranks_keep_single_process_quality(
         group_separation(one, planted.groups), abs=0.05
     )
     assert _neighbour_accuracy(four, planted.groups) >= _neighbour_accuracy(one, planted.groups) - 0.05
-    # what was sent: per full sync both tables and 3 float64 counters, per interval the prefixes
+    # what was sent: per full sync both tables, 3 float64 counters and 4 ranks' sync times, per
+    # interval the prefixes
     vocab, row_bytes = 500, 2 * CFG.vector_size * 4
     hot_rows = sum(min(vocab, 64 << ((n & -n).bit_length() - 1)) for n in range(1, 16))
     assert metrics["hot_syncs"] == 15 * metrics["syncs"]
-    assert metrics["bytes_communicated"] == metrics["syncs"] * ((vocab + hot_rows) * row_bytes + 24)
+    assert metrics["bytes_communicated"] == metrics["syncs"] * ((vocab + hot_rows) * row_bytes + 8 * (3 + 4))
+    assert len(metrics["sync_seconds_per_rank"]) == 4
     # capped (4 x 0.05 > 0.1), reach 1: each row's summed change is divided by max(factor, ranks
     # that touched it), so rows one rank trained still move as one process moves them; past
     # reach x factor = 2 ranks the merge momentum acts on the rows more ranks touched (it sends nothing)
