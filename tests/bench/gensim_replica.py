@@ -26,6 +26,8 @@ time be replaced by corpus2vec's:
 * ``ours``: corpus2vec's own pairs (``--pairs``, the pairs stage of the same corpus: epoch e reads
   draw e, in the shards' order) trained as ``rows`` trains, from gensim's initial vectors: the
   pairs job's draws in place of gensim's, and nothing else of corpus2vec's.
+* ``ours_swapped``: ``ours`` with gensim's roles: each pair trains the context's input row against
+  the centre's output row (a negative equal to the centre skipped).
 
 Each run is scored by corpus2vec's ``evaluate_vectors`` (as every benchmark row is). One thread,
 so a run is bitwise repeatable. A diagnostic, not a product path; nothing asserts.
@@ -272,13 +274,16 @@ def train_rows(
 
 VARIANTS: dict[str, dict[str, bool]] = {
     name: {"gensim_step": name == "gensim", "splitmix": name == "splitmix", "centre_input": name == "centre",
-           "shuffled": name in ("shuffled", "global"), "rows": name in ("rows", "global", "ours")}
-    for name in ("gensim", "exact", "splitmix", "centre", "shuffled", "rows", "global", "ours")
+           "shuffled": name in ("shuffled", "global"), "rows": name in ("rows", "global", "ours", "ours_swapped")}
+    for name in ("gensim", "exact", "splitmix", "centre", "shuffled", "rows", "global", "ours", "ours_swapped")
 }  # fmt: skip
 
 
-def our_rows(pairs_uri: str, epoch: int, gensim_index: dict[str, int]) -> tuple[np.ndarray, ...]:
-    """Epoch ``epoch``'s pairs from corpus2vec's pairs stage, in file order, as gensim word ids."""
+def our_rows(
+    pairs_uri: str, epoch: int, gensim_index: dict[str, int], swapped: bool = False
+) -> tuple[np.ndarray, ...]:
+    """Epoch ``epoch``'s pairs from corpus2vec's pairs stage, in file order, as gensim word ids
+    (input, positive target, negatives); ``swapped``: the context is the input, the centre the target."""
     import pyarrow.parquet as pq
 
     from corpus2vec.model.contracts import Pairs, Vocab
@@ -294,7 +299,11 @@ def our_rows(pairs_uri: str, epoch: int, gensim_index: dict[str, int]) -> tuple[
     negatives = np.concatenate(
         [np.asarray(t.column("negatives").combine_chunks().flatten()).reshape(len(t), -1) for t in parts]
     )
-    return to_gensim[centre], to_gensim[context], to_gensim[negatives]
+    centre, context, negatives = to_gensim[centre], to_gensim[context], to_gensim[negatives]
+    if not swapped:
+        return centre, context, negatives
+    negatives[negatives == centre[:, None]] = -1  # gensim skips a negative equal to its target
+    return context, centre, negatives
 
 
 def replay(corpus: Path, cfg: Any, seed: int, variant: str, pairs_uri: str | None = None) -> dict[str, Any]:
@@ -323,22 +332,22 @@ def replay(corpus: Path, cfg: Any, seed: int, variant: str, pairs_uri: str | Non
     epochs, window = cfg.train.epochs, cfg.pairs.window
     alpha0, alpha1 = cfg.train.alpha, cfg.train.min_alpha
     started, pairs = time.monotonic(), 0
-    if flags["rows"] and variant != "ours":
+    if flags["rows"] and not variant.startswith("ours"):
         # an epoch's expected pairs (kept tokens x 2 x mean reach) with 2% to spare: job_rows raises beyond
         counts = np.bincount(np.concatenate(jobs)[np.concatenate(jobs) >= 0], minlength=len(sample_int))
         kept_tokens = float(np.sum(counts * (sample_int.astype(np.float64) / 2**32)))
         capacity = int(kept_tokens * (window + 1) * 1.02) + 1_000_000
         rows_in, rows_out = np.empty(capacity, np.int32), np.empty(capacity, np.int32)
         rows_neg = np.empty((capacity, cfg.pairs.negative), np.int32)
-    for epoch in range(epochs if variant == "ours" else 0):
-        rows_in, rows_out, rows_neg = our_rows(pairs_uri, epoch, index)
+    for epoch in range(epochs if variant.startswith("ours") else 0):
+        rows_in, rows_out, rows_neg = our_rows(pairs_uri, epoch, index, variant == "ours_swapped")
         span = (alpha0 - alpha1) / epochs
         train_rows(
             rows_in, rows_out, rows_neg, np.zeros(0, np.int64), syn0, syn1neg,
             alpha0 - span * epoch, alpha0 - span * (epoch + 1), neu1e,
         )  # fmt: skip
         pairs += len(rows_in)
-    for epoch in range(epochs if flags["rows"] and variant != "ours" else 0):
+    for epoch in range(epochs if flags["rows"] and not variant.startswith("ours") else 0):
         at = 0
         for ids in jobs:  # the same draws, in the same order, as the replay below
             state = np.array([(2**24) * rng.randint(0, 2**24) + rng.randint(0, 2**24)], np.uint64)
