@@ -116,6 +116,34 @@ def _negative(cum: np.ndarray, state: np.ndarray, splitmix: bool) -> int:
     return lo
 
 
+@njit(inline="always")
+def _reach(i: int, n: int, window: int, reduced: np.ndarray) -> tuple[int, int]:
+    """gensim's window of centre i in a sentence of n kept words: positions lo..hi-1."""
+    return max(0, i - window + reduced[i]), min(n, i + window + 1 - reduced[i])
+
+
+@njit(inline="always")
+def _step(
+    row1: np.ndarray, out: np.ndarray, label: np.float32, lr: float, gensim_step: bool,
+    table: np.ndarray, neu1e: np.ndarray,
+) -> None:  # fmt: skip
+    """One target of word2vec.c's step: neu1e gathers the input row's change, the output row moves."""
+    f_dot = np.float32(0.0)
+    for d in range(row1.shape[0]):
+        f_dot += row1[d] * out[d]
+    if gensim_step:
+        if f_dot <= -MAX_EXP or f_dot >= MAX_EXP:
+            return
+        f = table[int((f_dot + MAX_EXP) * (EXP_TABLE_SIZE / MAX_EXP / 2))]
+    else:
+        e = math.exp(-abs(f_dot))
+        f = np.float32(1.0 / (1.0 + e) if f_dot >= 0 else e / (1.0 + e))
+    g = np.float32((label - f) * lr)
+    for d in range(row1.shape[0]):
+        neu1e[d] += g * out[d]
+        out[d] += g * row1[d]
+
+
 @njit(nogil=True, cache=True)
 def train_job(
     idx: np.ndarray,
@@ -142,15 +170,13 @@ def train_job(
     # the job's pairs as gensim walks them
     total = 0
     for i in range(n):
-        lo = max(0, i - window + reduced[i])
-        hi = min(n, i + window + 1 - reduced[i])
+        lo, hi = _reach(i, n, window, reduced)
         total += hi - lo - 1
     pi = np.empty(total, np.int32)
     pj = np.empty(total, np.int32)
     p = 0
     for i in range(n):
-        lo = max(0, i - window + reduced[i])
-        hi = min(n, i + window + 1 - reduced[i])
+        lo, hi = _reach(i, n, window, reduced)
         for j in range(lo, hi):
             if j != i:
                 pi[p] = i
@@ -174,21 +200,7 @@ def train_job(
                 if target == word:
                     continue
                 label = np.float32(0.0)
-            out = syn1neg[target]
-            f_dot = np.float32(0.0)
-            for d in range(dim):
-                f_dot += row1[d] * out[d]
-            if gensim_step:
-                if f_dot <= -MAX_EXP or f_dot >= MAX_EXP:
-                    continue
-                f = table[int((f_dot + MAX_EXP) * (EXP_TABLE_SIZE / MAX_EXP / 2))]
-            else:
-                e = math.exp(-abs(f_dot))
-                f = np.float32(1.0 / (1.0 + e) if f_dot >= 0 else e / (1.0 + e))
-            g = np.float32((label - f) * a)
-            for d in range(dim):
-                neu1e[d] += g * out[d]
-                out[d] += g * row1[d]
+            _step(row1, syn1neg[target], label, a, gensim_step, table, neu1e)
         for d in range(dim):
             row1[d] += neu1e[d]
     return total
@@ -211,8 +223,7 @@ def job_rows(
     a negative equal to the target is stored as -1 (gensim skips it)."""
     n = idx.shape[0]
     for i in range(n):
-        lo = max(0, i - window + reduced[i])
-        hi = min(n, i + window + 1 - reduced[i])
+        lo, hi = _reach(i, n, window, reduced)
         for j in range(lo, hi):
             if j == i:
                 continue
@@ -258,16 +269,7 @@ def train_rows(
                 if target < 0:
                     continue
                 label = np.float32(0.0)
-            out = syn1neg[target]
-            f_dot = np.float32(0.0)
-            for d in range(dim):
-                f_dot += row1[d] * out[d]
-            e = math.exp(-abs(f_dot))
-            f = np.float32(1.0 / (1.0 + e) if f_dot >= 0 else e / (1.0 + e))
-            g = np.float32((label - f) * lr)
-            for d in range(dim):
-                neu1e[d] += g * out[d]
-                out[d] += g * row1[d]
+            _step(row1, syn1neg[target], label, lr, False, neu1e[:0], neu1e)  # no table: exact sigmoid
         for d in range(dim):
             row1[d] += neu1e[d]
 
