@@ -81,13 +81,19 @@ def kept_tokens(
 
 
 @njit(nogil=True, cache=True)
-def window_rows(ids: np.ndarray, sid: np.ndarray, reach: np.ndarray, window: int) -> np.ndarray:
+def window_rows(
+    ids: np.ndarray, sid: np.ndarray, reach: np.ndarray, window: int, context_input: bool = False
+) -> np.ndarray:
     """Packed rows ``center << 32 | context`` for offsets 1..reach[i] on both sides of each centre.
 
     ``ids``, ``sid`` (sentence index, non-decreasing) and ``reach`` are per kept token.
     Rows come out grouped by distance, then side (left before right), then centre
-    position, exactly as the numpy definition.
+    position, exactly as the numpy definition. With ``context_input`` each row is
+    ``context << 32 | center`` instead: the context word trains its input vector against
+    the centre, as in word2vec.c's skip-gram (``pairs.input_word = "context"``).
     """
+    high = np.uint64(0 if context_input else 32)  # where the centre's id goes
+    low = np.uint64(32) - high
     n = ids.shape[0]
     start = np.empty(n, np.int64)  # first index of each token's sentence
     end = np.empty(n, np.int64)  # one past its last
@@ -113,8 +119,8 @@ def window_rows(ids: np.ndarray, sid: np.ndarray, reach: np.ndarray, window: int
                 near = min(room, reach[k]) >= distance
                 # Branch-free: the row is always written and kept only if near (the
                 # test is a coin flip per token, which a branch would mispredict).
-                out[at] = (np.uint64(ids[k]) << np.uint64(32)) | np.uint64(
-                    ids[max(0, min(n - 1, k + sign * distance))]
+                out[at] = (np.uint64(ids[k]) << high) | (
+                    np.uint64(ids[max(0, min(n - 1, k + sign * distance))]) << low
                 )
                 at += near
     return out[:total]

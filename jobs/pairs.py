@@ -11,7 +11,10 @@ word2vec semantics, exactly (word2vec.c's):
 * each kept centre draws b uniformly from 1..window and pairs with the kept words at
   offsets 1..b on each side, inside its sentence;
 * K negatives per pair from count^ns_exponent (alias method); a negative equal to
-  the pair's context word is redrawn.
+  the pair's target word (the ``context`` column) is redrawn;
+* ``input_word`` picks the roles: ``"centre"`` writes (centre, word in its window) rows,
+  ``"context"`` the same pairs as (word in the window, centre), word2vec.c's skip-gram
+  roles, where the context word trains its input vector against the centre.
 
 Determinism: every random draw is counter-based, ``splitmix64(key + counter *
 golden)`` (:func:`corpus2vec.jobs.pair_kernels.splitmix_at`). Subsampling and window draws use
@@ -159,18 +162,25 @@ class NegativeSampler:
 
 
 def window_pairs(
-    ids: np.ndarray, lengths: np.ndarray, keys: np.ndarray, keep_prob: np.ndarray, window: int
+    ids: np.ndarray,
+    lengths: np.ndarray,
+    keys: np.ndarray,
+    keep_prob: np.ndarray,
+    window: int,
+    input_word: str = "centre",
 ) -> tuple[np.ndarray, int]:
-    """(packed rows ``center << 32 | context``, tokens kept) for sentences given as concatenated ``ids``.
+    """(packed rows ``input << 32 | target``, tokens kept) for sentences given as concatenated ``ids``.
 
     ``lengths`` splits ``ids`` into sentences and ``keys`` (uint64 per sentence) seeds
     each sentence's subsampling and window draws (counter = token position), so a
-    sentence gives the same pairs wherever and whenever it is processed.
+    sentence gives the same pairs wherever and whenever it is processed. The input word
+    (the shards' ``center`` column) is the window's centre, or with ``input_word="context"``
+    the word in the centre's window, the centre being the target.
     """
     ids, sid, reach = pair_kernels.kept_tokens(
         ids, lengths.astype(np.int64), keys.astype(np.uint64), keep_prob, window
     )
-    return pair_kernels.window_rows(ids, sid, reach, window), len(ids)
+    return pair_kernels.window_rows(ids, sid, reach, window, input_word == "context"), len(ids)
 
 
 def shard_keys(seed: int, shard: int) -> tuple[int, int]:
@@ -233,7 +243,7 @@ class ShardTokens:
 def shard_rows(tokens: ShardTokens, tables: SamplingTables, cfg: PairsConfig) -> tuple[np.ndarray, int]:
     """(packed (center, context) rows of one draw, tokens kept), in a deterministic order."""
     keys = np.array([sentence_key(cfg.seed, doc, sentence) for doc, sentence in tokens.sentences], np.uint64)
-    return window_pairs(tokens.ids, tokens.lengths, keys, tables.keep_prob, cfg.window)
+    return window_pairs(tokens.ids, tokens.lengths, keys, tables.keep_prob, cfg.window, cfg.input_word)
 
 
 def adjacent_expected(counts: np.ndarray) -> float:
@@ -497,6 +507,7 @@ def run_pairs(
         ns_exponent=cfg.ns_exponent,
         seed=cfg.seed,
         num_shards=cfg.num_shards,
+        input_word=cfg.input_word,
         draws=draws,
         draw_pairs=draw_pairs,
         total_pairs=total,

@@ -67,7 +67,14 @@ class PairsConfig:
     # independent draws of subsampling, windows and negatives; training epoch e reads
     # draw e % draws. None = one per training epoch (word2vec redraws every epoch).
     draws: int | None = None
+    # Which word of a window pair trains its input vector (the shards' ``center`` column):
+    # "centre", each kept centre against the words in its reduced window (corpus2vec so far), or
+    # "context", each of those words against the centre, as word2vec.c's and gensim's skip-gram
+    # do. Same pairs, swapped roles: docs/bench/input_word.md.
+    input_word: str = "centre"
 
+
+INPUT_WORDS = ("centre", "context")  # PairsConfig.input_word
 
 # rows in the smallest partial sync of the most frequent words (train.sync_hot_rows)
 HOT_ROWS = 1024
@@ -260,6 +267,10 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
         (cfg.pairs.negative >= 1, "pairs.negative must be >= 1"),
         (cfg.pairs.sample >= 0, "pairs.sample must be >= 0 (0 disables subsampling)"),
         (cfg.pairs.num_shards >= 1, "pairs.num_shards must be >= 1"),
+        (
+            cfg.pairs.input_word in INPUT_WORDS,
+            f"pairs.input_word must be one of {', '.join(INPUT_WORDS)}, not {cfg.pairs.input_word!r}",
+        ),
         (
             cfg.pairs.draws is None or cfg.pairs.draws >= 1,
             "pairs.draws must be >= 1 (or null: one per epoch)",

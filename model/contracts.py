@@ -267,6 +267,9 @@ class Pairs(StageManifest):
     ns_exponent: float
     seed: int = field(metadata=SIGNED)
     num_shards: int
+    # the word whose input vector each row trains, in the ``center`` column: "centre" (the
+    # window's centre) or "context" (word2vec.c's roles); manifests before it were "centre"
+    input_word: str = "centre"
     draws: int
     draw_pairs: list[int]
     total_pairs: int

@@ -99,6 +99,24 @@ def test_rerun_is_a_no_op_and_leftovers_are_cleared(spark, pipeline, tmp_path) -
     assert manifest.key == "pairs-key" and Pairs.read(str(out)) == manifest
 
 
+def test_context_input_writes_the_same_rows_with_roles_swapped(spark, pipeline, tmp_path) -> None:
+    """input_word="context" (word2vec.c's roles): row r holds the default's row r with centre and
+    context exchanged, so the pairs are the same and only which word trains its input vector
+    changes; negatives are drawn against the new target, the centre."""
+    cfg = replace(TINY_PAIRS, input_word="context")
+    manifest = run_pairs(spark, pipeline.tokens, pipeline.vocab, str(tmp_path / "p"), cfg)
+    default = pipeline.manifests["pairs"]
+    assert manifest.input_word == "context" and default.input_word == "centre"
+    assert manifest.total_pairs == default.total_pairs
+    for ours, theirs in zip(manifest.files, default.files, strict=True):
+        swapped = pq.read_table(storage.join(manifest.uri, ours.path))
+        table = pq.read_table(storage.join(default.uri, theirs.path))
+        assert np.array_equal(swapped.column("center").to_numpy(), table.column("context").to_numpy())
+        assert np.array_equal(swapped.column("context").to_numpy(), table.column("center").to_numpy())
+        negatives = np.asarray(swapped.column("negatives").combine_chunks().flatten()).reshape(-1, 5)
+        assert not (negatives == swapped.column("context").to_numpy()[:, None]).any()
+
+
 def test_sample_zero_keeps_every_token(spark, pipeline, tmp_path) -> None:
     cfg = replace(TINY_PAIRS, sample=0.0, num_shards=2)
     manifest = run_pairs(spark, pipeline.tokens, pipeline.vocab, str(tmp_path / "p"), cfg)

@@ -40,6 +40,19 @@ def test_window_rows_match_the_numpy_definition(window: int) -> None:
     assert np.array_equal(got, expected)
 
 
+def test_context_input_rows_are_the_same_pairs_with_roles_swapped() -> None:
+    rng = np.random.default_rng(3)
+    ids, lengths, _ = sentences(3)
+    sid = np.repeat(np.arange(len(lengths)), lengths)
+    ids = rng.integers(0, 2**31 - 1, size=len(sid)).astype(np.int32)
+    reach = rng.integers(1, 6, size=len(sid))
+    centre_first = pair_kernels.window_rows(ids, sid, reach, 5)
+    context_first = pair_kernels.window_rows(ids, sid, reach, 5, True)
+    assert len(context_first) == len(centre_first) > 0
+    assert np.array_equal(context_first, (centre_first << np.uint64(32)) | (centre_first >> np.uint64(32)))
+    assert not np.array_equal(context_first, centre_first)
+
+
 def test_window_rows_of_nothing_is_empty() -> None:
     empty = np.zeros(0, np.int64)
     assert len(pair_kernels.window_rows(empty.astype(np.int32), empty, empty, 5)) == 0
