@@ -80,4 +80,39 @@ def test_pool_draws_needs_combine(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(BENCH), "--pool-draws", "--out", str(tmp_path)], capture_output=True, text=True
     )
-    assert result.returncode == 2 and "only applies to --combine" in result.stderr
+    assert result.returncode == 2 and "only apply to --combine" in result.stderr
+
+
+def _report_with(path: Path, rows: list[dict[str, Any]], sets: list[str]) -> str:
+    path.write_text(json.dumps({"machine": "test", "sets": sets, "prepared": {}, "rows": rows}))
+    return str(path)
+
+
+def test_tag_sets_puts_variants_side_by_side_against_one_gensim(tmp_path: Path) -> None:
+    """Reports made with other --set overrides are refused unless tagged; tagged, each variant is its
+    own run and gensim (which does not read pairs.input_word) pools; a setting gensim reads tags it too."""
+    g = "gensim 4.4, 2 workers, sentences"
+    default = _report(tmp_path / "a.json", [_row(g, 3, 0.650, "gensim"), _row("nproc=1", 3, 0.640)])
+    roles = _report_with(
+        tmp_path / "b.json",
+        [_row(g, 4, 0.660, "gensim"), _row("nproc=1", 4, 0.650)],
+        ["input_word=context"],
+    )
+    refused = _combine(tmp_path, default, roles)
+    assert refused.returncode != 0 and "--tag-sets" in refused.stderr
+
+    tagged = _combine(tmp_path, default, roles, "--tag-sets")
+    assert tagged.returncode == 0, tagged.stderr
+    summary = json.loads((tmp_path / "out" / "scale_quality.json").read_text())["summary"]
+    runs = {s["run"]: s for s in summary}
+    assert runs[g]["seeds"] == 2
+    variant = runs["corpus2vec nproc=1 [input_word=context]"]
+    assert variant["seeds"] == 1 and variant["wordsim353"] == 0.650
+    assert runs["corpus2vec nproc=1"]["wordsim353"] == 0.640
+
+    window = _report_with(
+        tmp_path / "c.json", [_row(g, 4, 0.600, "gensim"), _row("nproc=1", 4, 0.620)], ["pairs.window=10"]
+    )
+    assert _combine(tmp_path, default, window, "--tag-sets").returncode == 0
+    runs = {s["run"] for s in json.loads((tmp_path / "out" / "scale_quality.json").read_text())["summary"]}
+    assert {g, f"{g} [pairs.window=10]", "corpus2vec nproc=1 [pairs.window=10]"} <= runs

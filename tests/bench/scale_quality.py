@@ -397,8 +397,24 @@ def _big(value: float | None) -> str:
     return "-" if value is None else f"{value / 1e6:.2f}M"
 
 
+# settings the gensim rows are trained with (peers.run_gensim*): a --set of one changes gensim too
+GENSIM_SETTINGS = frozenset(
+    {"negative", "window", "sample", "ns_exponent", "min_count", "vector_size", "alpha", "min_alpha", "seed", "epochs"}
+)
+
+
+def set_tag(sets: list[str]) -> str:
+    """`` [k=v, ...]``: the label a report's --set overrides add to its rows' run (``--tag-sets``)."""
+    return f" [{', '.join(sets)}]" if sets else ""
+
+
+def touches_gensim(sets: list[str]) -> bool:
+    """Whether any of these --set overrides (``section.name=v`` or ``name=v``) is one gensim reads."""
+    return any(item.split("=", 1)[0].rsplit(".", 1)[-1] in GENSIM_SETTINGS for item in sets)
+
+
 def combine(
-    paths: list[str], pool_draws: bool = False
+    paths: list[str], pool_draws: bool = False, tag_sets: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
     """Rows of several reports as one (runs of other seeds, machines or sessions); nothing trains.
 
@@ -414,6 +430,12 @@ def combine(
     (reports carry rows over with ``--append`` and ``--combine``) and counts once. Why: a gap
     of 0.01 WordSim353 needs more runs than one draw holds, and counting a copied row twice
     would shrink the band it is judged by.
+
+    ``tag_sets``: reports made with different ``--set`` overrides are combined, each corpus2vec
+    row's run labelled with its report's overrides (``nproc=1 [input_word=context]``), so
+    variants stand side by side against the same gensim rows. gensim rows pool across the
+    reports unless an override is one gensim reads (:data:`GENSIM_SETTINGS`); then they are
+    labelled too.
     """
     rows: list[dict[str, Any]] = []
     prep: dict[str, Any] = {}
@@ -422,10 +444,15 @@ def combine(
     for draw, path in enumerate(paths, start=1):
         report = json.loads(Path(path).read_text())
         report_sets = report.get("sets") or []
-        if sets is not None and report_sets != sets:
-            raise SystemExit(f"--combine: {path} was run with --set {report_sets}, the first with {sets}")
-        sets = report_sets
+        if sets is not None and report_sets != sets and not tag_sets:
+            raise SystemExit(
+                f"--combine: {path} was run with --set {report_sets}, the first with {sets}"
+                " (pass --tag-sets to compare them as variants)"
+            )
+        sets = [] if tag_sets else report_sets
         for row in report["rows"]:
+            if tag_sets and (row.get("system") != "gensim" or touches_gensim(report_sets)):
+                row = {**row, "run": row["run"] + set_tag(report_sets)}
             key = (row["size"], row["run"], row.get("seed"))
             if pool_draws:
                 key += tuple(row.get(m) for m in ("analogy", "wordsim353", "simlex999", "pairs"))
@@ -455,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     if args.combine:
         out.mkdir(parents=True, exist_ok=True)
-        rows, prep, args.set = combine(args.combine, pool_draws=args.pool_draws)
+        rows, prep, args.set = combine(args.combine, pool_draws=args.pool_draws, tag_sets=args.tag_sets)
         machines = sorted({str(r.get("machine")) for r in rows if r.get("machine")})
         print(_report(rows, prep, out, args, machine="; ".join(machines) or "(as in each source report)"))
         return
@@ -585,9 +612,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="with --combine: the reports are separate pair draws; pool every measured row once",
     )
+    parser.add_argument(
+        "--tag-sets",
+        action="store_true",
+        help="with --combine: reports may differ in --set; their rows' runs are labelled with it",
+    )
     args = parser.parse_args(argv)
-    if args.pool_draws and not args.combine:
-        parser.error("--pool-draws only applies to --combine")
+    if (args.pool_draws or args.tag_sets) and not args.combine:
+        parser.error("--pool-draws and --tag-sets only apply to --combine")
     unknown = set(args.gensim_modes.split(",")) - {"", "corpus_file", "sentences"}
     if unknown:
         parser.error(f"--gensim-modes: unknown {sorted(unknown)}; use corpus_file and/or sentences")
