@@ -12,9 +12,11 @@ word2vec semantics, exactly (word2vec.c's):
   offsets 1..b on each side, inside its sentence;
 * K negatives per pair from count^ns_exponent (alias method); a negative equal to
   the pair's target word (the ``context`` column) is redrawn;
-* ``input_word`` picks the roles: ``"centre"`` writes (centre, word in its window) rows,
-  ``"context"`` the same pairs as (word in the window, centre), word2vec.c's skip-gram
-  roles, where the context word trains its input vector against the centre.
+* roles as word2vec.c's skip-gram: each row is (word in the window, centre), the
+  window's word training its input vector against the centre's output vector
+  (``input_word="context"``, the default); ``"centre"`` writes the same pairs as
+  (centre, word in its window). The shards' ``center`` column is always the word whose
+  input vector the row trains, ``context`` its positive target.
 
 Determinism: every random draw is counter-based, ``splitmix64(key + counter *
 golden)`` (:func:`corpus2vec.jobs.pair_kernels.splitmix_at`). Subsampling and window draws use

@@ -68,10 +68,12 @@ class PairsConfig:
     # draw e % draws. None = one per training epoch (word2vec redraws every epoch).
     draws: int | None = None
     # Which word of a window pair trains its input vector (the shards' ``center`` column):
-    # "centre", each kept centre against the words in its reduced window (corpus2vec so far), or
-    # "context", each of those words against the centre, as word2vec.c's and gensim's skip-gram
-    # do. Same pairs, swapped roles: docs/bench/input_word.md.
-    input_word: str = "centre"
+    # "context" (default), each word in a kept centre's reduced window against the centre, as
+    # word2vec.c's and gensim's skip-gram do; or "centre", the centre against each of them (the
+    # default until 2026-12-07). Same pairs, roles swapped; on the whole dev corpus "context"
+    # scored +0.3 / +0.8 analogy points and +0.005 / +0.010 WS353 at 1 / 2 ranks (four seeds,
+    # docs/bench/input_word.md), the replica of gensim said the same (gensim_replica.md).
+    input_word: str = "context"
 
 
 INPUT_WORDS = ("centre", "context")  # PairsConfig.input_word

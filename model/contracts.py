@@ -267,8 +267,8 @@ class Pairs(StageManifest):
     ns_exponent: float
     seed: int = field(metadata=SIGNED)
     num_shards: int
-    # the word whose input vector each row trains, in the ``center`` column: "centre" (the
-    # window's centre) or "context" (word2vec.c's roles); manifests before it were "centre"
+    # the word whose input vector each row trains, in the ``center`` column: "context" (the word
+    # in the centre's window, word2vec.c's roles) or "centre"; manifests without it are "centre"
     input_word: str = "centre"
     draws: int
     draw_pairs: list[int]

@@ -26,8 +26,10 @@ time be replaced by corpus2vec's:
 * ``ours``: corpus2vec's own pairs (``--pairs``, the pairs stage of the same corpus: epoch e reads
   draw e, in the shards' order) trained as ``rows`` trains, from gensim's initial vectors: the
   pairs job's draws in place of gensim's, and nothing else of corpus2vec's.
-* ``ours_swapped``: ``ours`` with gensim's roles: each pair trains the context's input row against
-  the centre's output row (a negative equal to the centre skipped).
+* ``ours_swapped``: ``ours`` with the shards' two columns exchanged: on shards written with
+  ``pairs.input_word=centre`` (the default until 2026-12-07) that is gensim's roles, each pair
+  training the context's input row against the centre's output row (a negative equal to the centre
+  skipped); today's default shards (``input_word=context``) already carry gensim's roles in ``ours``.
 
 Each run is scored by corpus2vec's ``evaluate_vectors`` (as every benchmark row is). One thread,
 so a run is bitwise repeatable. A diagnostic, not a product path; nothing asserts.

@@ -399,7 +399,18 @@ def _big(value: float | None) -> str:
 
 # settings the gensim rows are trained with (peers.run_gensim*): a --set of one changes gensim too
 GENSIM_SETTINGS = frozenset(
-    {"negative", "window", "sample", "ns_exponent", "min_count", "vector_size", "alpha", "min_alpha", "seed", "epochs"}
+    {
+        "negative",
+        "window",
+        "sample",
+        "ns_exponent",
+        "min_count",
+        "vector_size",
+        "alpha",
+        "min_alpha",
+        "seed",
+        "epochs",
+    }
 )
 
 

@@ -100,12 +100,12 @@ def test_rerun_is_a_no_op_and_leftovers_are_cleared(spark, pipeline, tmp_path) -
 
 
 def test_context_input_writes_the_same_rows_with_roles_swapped(spark, pipeline, tmp_path) -> None:
-    """input_word="context" (word2vec.c's roles): row r holds the default's row r with centre and
-    context exchanged, so the pairs are the same and only which word trains its input vector
-    changes; negatives are drawn against the new target, the centre."""
-    cfg = replace(TINY_PAIRS, input_word="context")
-    manifest = run_pairs(spark, pipeline.tokens, pipeline.vocab, str(tmp_path / "p"), cfg)
-    default = pipeline.manifests["pairs"]
+    """input_word="context" (word2vec.c's roles, the default): row r holds "centre"'s row r with
+    centre and context exchanged, so the pairs are the same and only which word trains its input
+    vector changes; negatives are drawn against each row's target."""
+    cfg = replace(TINY_PAIRS, input_word="centre")
+    default = run_pairs(spark, pipeline.tokens, pipeline.vocab, str(tmp_path / "p"), cfg)
+    manifest = pipeline.manifests["pairs"]
     assert manifest.input_word == "context" and default.input_word == "centre"
     assert manifest.total_pairs == default.total_pairs
     for ours, theirs in zip(manifest.files, default.files, strict=True):
