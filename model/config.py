@@ -70,9 +70,9 @@ class PairsConfig:
     # Which word of a window pair trains its input vector (the shards' ``center`` column):
     # "context" (default), each word in a kept centre's reduced window against the centre, as
     # word2vec.c's and gensim's skip-gram do; or "centre", the centre against each of them (the
-    # default until 2026-12-07). Same pairs, roles swapped; on the whole dev corpus "context"
-    # scored +0.3 / +0.8 analogy points and +0.005 / +0.010 WS353 at 1 / 2 ranks (four seeds,
-    # docs/bench/input_word.md), the replica of gensim said the same (gensim_replica.md).
+    # default until 2026-12-07). Same pairs, roles swapped: "context" scored +0.3 to +1.1 analogy
+    # points at 2M, 10M and 25M words and 1, 2 and 8 ranks, and took the default 2 ranks level
+    # with gensim on the whole corpus's WordSim353 (docs/bench/input_word.md).
     input_word: str = "context"
 
 

@@ -103,14 +103,15 @@ def test_context_input_writes_the_same_rows_with_roles_swapped(spark, pipeline, 
     """input_word="context" (word2vec.c's roles, the default): row r holds "centre"'s row r with
     centre and context exchanged, so the pairs are the same and only which word trains its input
     vector changes; negatives are drawn against each row's target."""
-    cfg = replace(TINY_PAIRS, input_word="centre")
-    default = run_pairs(spark, pipeline.tokens, pipeline.vocab, str(tmp_path / "p"), cfg)
-    manifest = pipeline.manifests["pairs"]
-    assert manifest.input_word == "context" and default.input_word == "centre"
-    assert manifest.total_pairs == default.total_pairs
-    for ours, theirs in zip(manifest.files, default.files, strict=True):
-        swapped = pq.read_table(storage.join(manifest.uri, ours.path))
-        table = pq.read_table(storage.join(default.uri, theirs.path))
+    centre = run_pairs(
+        spark, pipeline.tokens, pipeline.vocab, str(tmp_path / "p"), replace(TINY_PAIRS, input_word="centre")
+    )
+    context = pipeline.manifests["pairs"]
+    assert context.input_word == "context" and centre.input_word == "centre"
+    assert context.total_pairs == centre.total_pairs
+    for swapped_entry, centre_entry in zip(context.files, centre.files, strict=True):
+        swapped = pq.read_table(storage.join(context.uri, swapped_entry.path))
+        table = pq.read_table(storage.join(centre.uri, centre_entry.path))
         assert np.array_equal(swapped.column("center").to_numpy(), table.column("context").to_numpy())
         assert np.array_equal(swapped.column("context").to_numpy(), table.column("center").to_numpy())
         negatives = np.asarray(swapped.column("negatives").combine_chunks().flatten()).reshape(-1, 5)
