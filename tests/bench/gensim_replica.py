@@ -287,7 +287,8 @@ def our_rows(
     pairs_uri: str, epoch: int, gensim_index: dict[str, int], swapped: bool = False
 ) -> tuple[np.ndarray, ...]:
     """Epoch ``epoch``'s pairs from corpus2vec's pairs stage, in file order, as gensim word ids
-    (input, positive target, negatives); ``swapped``: the context is the input, the centre the target."""
+    (input, positive target, negatives): the shards' ``center`` column is the input. ``swapped``
+    trains the ``context`` column's input row against the ``center`` column's output row instead."""
     import pyarrow.parquet as pq
 
     from corpus2vec.model.contracts import Pairs, Vocab

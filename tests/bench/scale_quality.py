@@ -36,7 +36,10 @@ analogy with restrict_vocab 30000, WordSim353, SimLex-999, OOV rates). Writes
 apart (other seeds, other days) into one report, so a mean over 6 seeds need not run in one go.
 With ``--pool-draws`` the reports are separate pair draws (each ``--out`` is its own draw), which
 may reuse seeds: every measured row counts once, wherever it was copied, and a run's mean and
-band pool its rows over all draws (seed and draw variation together).
+band pool its rows over all draws (seed and draw variation together). With ``--tag-sets`` the
+reports may differ in ``--set`` (e.g. ``input_word=centre`` against ``input_word=context``): each
+corpus2vec row's run is labelled with its report's overrides, so the variants compare side by side
+against one pool of gensim rows.
 This is a benchmark, not a test: nothing asserts, it measures.
 """
 
