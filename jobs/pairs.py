@@ -65,7 +65,7 @@ import pyarrow.compute as pc
 
 from corpus2vec.jobs import common, pair_kernels
 from corpus2vec.model import storage
-from corpus2vec.model.config import PairsConfig
+from corpus2vec.model.config import INPUT_WORDS, PairsConfig
 from corpus2vec.model.contracts import Pairs, Tokens, Vocab, files_from
 from corpus2vec.model.schemas import TOKENS_SCHEMA, pairs_schema
 
@@ -169,16 +169,20 @@ def window_pairs(
     keys: np.ndarray,
     keep_prob: np.ndarray,
     window: int,
-    input_word: str = "centre",
+    *,
+    input_word: str,
 ) -> tuple[np.ndarray, int]:
     """(packed rows ``input << 32 | target``, tokens kept) for sentences given as concatenated ``ids``.
 
     ``lengths`` splits ``ids`` into sentences and ``keys`` (uint64 per sentence) seeds
     each sentence's subsampling and window draws (counter = token position), so a
     sentence gives the same pairs wherever and whenever it is processed. The input word
-    (the shards' ``center`` column) is the window's centre, or with ``input_word="context"``
-    the word in the centre's window, the centre being the target.
+    (the shards' ``center`` column) is the window's centre with ``input_word="centre"``, or
+    with ``"context"`` the word in the centre's window, the centre being the target. It has
+    no default, so a caller cannot silently get roles other than the configured ones.
     """
+    if input_word not in INPUT_WORDS:
+        raise ValueError(f"input_word must be one of {', '.join(INPUT_WORDS)}, not {input_word!r}")
     ids, sid, reach = pair_kernels.kept_tokens(
         ids, lengths.astype(np.int64), keys.astype(np.uint64), keep_prob, window
     )
@@ -245,7 +249,9 @@ class ShardTokens:
 def shard_rows(tokens: ShardTokens, tables: SamplingTables, cfg: PairsConfig) -> tuple[np.ndarray, int]:
     """(packed (center, context) rows of one draw, tokens kept), in a deterministic order."""
     keys = np.array([sentence_key(cfg.seed, doc, sentence) for doc, sentence in tokens.sentences], np.uint64)
-    return window_pairs(tokens.ids, tokens.lengths, keys, tables.keep_prob, cfg.window, cfg.input_word)
+    return window_pairs(
+        tokens.ids, tokens.lengths, keys, tables.keep_prob, cfg.window, input_word=cfg.input_word
+    )
 
 
 def adjacent_expected(counts: np.ndarray) -> float:

@@ -24,7 +24,7 @@ from corpus2vec.jobs.pairs import (
     shuffle_rows,
     window_pairs,
 )
-from corpus2vec.model.config import PairsConfig
+from corpus2vec.model.config import INPUT_WORDS, PairsConfig
 from corpus2vec.model.schemas import TOKENS_SCHEMA
 from tests.jobs.numpy_reference import pack_rows, random_u64, subsample_mask, uniform01, unpack_rows
 
@@ -69,7 +69,7 @@ def test_keep_rate_per_frequency_band_matches_the_formula() -> None:
         assert abs(z[-1]) < 4, f"band {band}: kept {observed}, expected {p.sum():.0f}"
     chi2 = float(np.sum(np.square(z)))
     assert stats.chi2.sf(chi2, len(z)) > 1e-3
-    _, tokens_kept = window_pairs(ids, lengths, keys, keep_prob, 5)
+    _, tokens_kept = window_pairs(ids, lengths, keys, keep_prob, 5, input_word="context")
     assert tokens_kept == kept.sum()
 
 
@@ -113,7 +113,8 @@ def test_offsets_follow_the_reduced_window() -> None:
     ids = np.arange(n, dtype=np.int32)
     lengths = np.full(n // 10_000, 10_000)
     keys = np.array([sentence_key(1, "d", i) for i in range(len(lengths))], np.uint64)
-    center, context = unpack_rows(window_pairs(ids, lengths, keys, np.ones(n), window)[0])
+    rows, _ = window_pairs(ids, lengths, keys, np.ones(n), window, input_word="centre")
+    center, context = unpack_rows(rows)
     assert ((center // 10_000) == (context // 10_000)).all()  # never across sentences
     offsets = context.astype(np.int64) - center
     assert set(np.unique(np.abs(offsets))) == set(range(1, window + 1))
@@ -132,7 +133,7 @@ def test_window_counts_positions_after_subsampling() -> None:
     lengths = np.array([n])
     keys = np.array([sentence_key(1, "d", 0)], np.uint64)
     keep_prob = np.full(n, 0.5)
-    rows, kept = window_pairs(ids, lengths, keys, keep_prob, 3)
+    rows, kept = window_pairs(ids, lengths, keys, keep_prob, 3, input_word="centre")
     center, context = unpack_rows(rows)
     kept_ids = np.flatnonzero(subsample_mask(ids, np.arange(n), np.repeat(keys, n), keep_prob))
     rank = np.full(n, -1)
@@ -141,18 +142,21 @@ def test_window_counts_positions_after_subsampling() -> None:
     assert set(np.unique(np.abs(rank[context] - rank[center]))) == {1, 2, 3}
 
 
-def test_pairs_of_a_sentence_do_not_depend_on_its_batch() -> None:
-    """The same sentence gives the same pairs alone or among others (partition independence)."""
+@pytest.mark.parametrize("input_word", INPUT_WORDS)
+def test_pairs_of_a_sentence_do_not_depend_on_its_batch(input_word: str) -> None:
+    """The same sentence gives the same pairs alone or among others (partition independence),
+    in either roles."""
     rng = np.random.default_rng(5)
     counts = zipf_counts(100)
     keep = keep_probabilities(counts, 1e-2, int(counts.sum()))
     sentences = [rng.integers(0, 100, size=rng.integers(5, 50)).astype(np.int32) for _ in range(20)]
     keys = np.array([sentence_key(3, "doc", i) for i in range(20)], np.uint64)
     together, _ = window_pairs(
-        np.concatenate(sentences), np.array([len(s) for s in sentences]), keys, keep, 5
+        np.concatenate(sentences), np.array([len(s) for s in sentences]), keys, keep, 5, input_word=input_word
     )
     alone = [
-        window_pairs(s, np.array([len(s)]), keys[i : i + 1], keep, 5)[0] for i, s in enumerate(sentences)
+        window_pairs(s, np.array([len(s)]), keys[i : i + 1], keep, 5, input_word=input_word)[0]
+        for i, s in enumerate(sentences)
     ]
     assert sorted(together.tolist()) == sorted(np.concatenate(alone).tolist())
     assert len(together) > 100
@@ -190,3 +194,11 @@ def test_single_word_vocabulary_cannot_draw_negatives() -> None:
     tables = SamplingTables(np.ones(1), np.array([2**32], np.uint64), np.zeros(1, np.int32))
     with pytest.raises(ValueError, match="needs >= 2 words"):
         NegativeSampler(tables, shard_keys(1, 0)[1]).for_pairs(np.zeros(3, np.int32), 2)
+
+
+def test_window_pairs_refuses_unknown_roles() -> None:
+    """A typo in the roles must not fall back to either mode (the shards would look valid)."""
+    ids = np.arange(20, dtype=np.int32)
+    keys = np.array([sentence_key(1, "d", 0)], np.uint64)
+    with pytest.raises(ValueError, match="input_word must be one of centre, context, not 'center'"):
+        window_pairs(ids, np.array([20]), keys, np.ones(20), 5, input_word="center")

@@ -67,7 +67,7 @@ def test_subsampling_and_reach_match_the_numpy_definition(window: int) -> None:
     assert 0 < len(got[0]) < len(ids)
     for a, b in zip(got, expected, strict=True):
         assert np.array_equal(a, b)
-    rows, kept = window_pairs(ids, lengths, keys, keep_prob, window)
+    rows, kept = window_pairs(ids, lengths, keys, keep_prob, window, input_word="centre")
     assert kept == len(expected[0])
     assert np.array_equal(rows, ref.window_rows(*expected, window))
 
