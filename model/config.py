@@ -155,6 +155,10 @@ class TrainConfig:
     # words, 8 at 0.4 diverged (model/train.py overlaps_partial_syncs); false = always blocking
     overlap_partial_syncs: bool = True
     verify_shards: bool = True  # sha256 of each shard against the pairs manifest before first read
+    # threads decoding, checking and shuffling pair buffers per rank (model/reader.py); the stream
+    # is the same at any count, so it keys no stage. 0 = 1 for the numba kernel (its Hogwild
+    # threads own the cores) and cores // local ranks, at most 8, for a GPU kernel
+    reader_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,13 +207,23 @@ class PipelineConfig:
         return _build(cls, data, "config")
 
     def fingerprint(self, *sections: str) -> str:
-        """sha256 of the named sections (all when none), to key stages by what affects them."""
+        """sha256 of the named sections (all when none), to key stages by what affects them.
+
+        Settings in :data:`NOT_IN_KEYS` are left out: they change how fast a stage runs, never
+        what it writes, so changing them must not rerun it.
+        """
         data = self.to_dict()
+        for section, names in NOT_IN_KEYS.items():
+            data[section] = {k: v for k, v in data[section].items() if k not in names}
         chosen = {k: data[k] for k in (sections or tuple(data)) if k != "preset"}
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
 
 
 SECTIONS = ("corpus", "vocab", "pairs", "train", "eval", "publish")
+# settings that cannot change a stage's output, by section: not part of the stage keys. (Older
+# settings of that kind, such as train.verify_shards, stay in the keys, which would otherwise
+# change under every existing store.)
+NOT_IN_KEYS: dict[str, tuple[str, ...]] = {"train": ("reader_threads",)}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The shipped sample corpus (~730k words): a few minutes on 2 cores.
@@ -288,6 +302,7 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             "need 0 <= min_alpha <= alpha, alpha > 0",
         ),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+        (cfg.train.reader_threads >= 0, "train.reader_threads must be >= 0 (0 = by kernel and cores)"),
         (0 < cfg.train.init_range <= 10, "train.init_range must be in (0, 10]"),
         (
             cfg.train.max_local_alpha is None or cfg.train.max_local_alpha > 0,

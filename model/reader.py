@@ -33,13 +33,25 @@ Files are opened through fsspec (local folders or ``s3://``), only those the
 manifest lists, and their schema is checked against ``pairs_schema(K)``. A
 background thread reads and shuffles ahead so that training never waits on I/O
 while the queue has batches.
+
+With ``threads > 1`` that thread hands whole buffers (decode, sha256 check,
+shuffle, id check: each a pure function of the buffer and its seed) to a pool of
+``threads`` workers, up to ``threads`` buffers ahead, and yields them in buffer
+order, so the stream is the same pair for pair at any thread count. Parquet decode,
+hashing and the compiled shuffle release the GIL, so the workers run on separate
+cores: that is what a GPU rank needs, whose kernel trains far faster than one core
+decodes (tests/bench/bench_reader.py). A CPU rank keeps one thread: its cores
+belong to the Hogwild kernel. Memory grows by about two buffers per thread
+(``buffer_rows`` or more pairs each, 28 bytes a pair at ``negative=5``).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +122,8 @@ class PairReader:
 
     ``verify_sha256`` hashes each of this rank's files once before its first read
     (an extra pass over the data; worth it when shards cross a network).
+    ``threads`` workers prepare buffers in parallel (see the module docstring); the
+    stream does not depend on it.
     """
 
     def __init__(
@@ -125,17 +139,22 @@ class PairReader:
         buffer_rows: int = 1 << 20,
         prefetch: int = 8,
         verify_sha256: bool = False,
+        threads: int = 1,
     ) -> None:
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} is outside world size {world}")
+        if threads < 1:
+            raise ValueError(f"the reader needs at least one thread, not {threads}")
         self.uri, self.manifest, self.vocab_size = pairs_uri, manifest, vocab_size
         self.rank, self.world, self.seed = rank, world, seed
         self.batch_size, self.buffer_rows, self.prefetch = batch_size, buffer_rows, prefetch
-        self.verify_sha256 = verify_sha256
+        self.verify_sha256, self.threads = verify_sha256, threads
         self.negative = manifest.negative
         self._schema = pairs_schema(self.negative)
         self._files = {f.path: f for f in manifest.files}
         self._verified: set[str] = set()
+        # one lock per file, so that two workers reading one shard hash it once
+        self._verify_locks = {f.path: threading.Lock() for f in manifest.files}
         self._row_groups = self._scan_row_groups()
 
     def _scan_row_groups(self) -> dict[str, list[RowGroup]]:
@@ -211,22 +230,47 @@ class PairReader:
         yield from _prefetched(stream, self.prefetch)
 
     def _produce(self, epoch: int, skip: int) -> Iterator[Batch]:
+        jobs: list[tuple[int, list[RowGroup], int]] = []  # (buffer index, its row groups, rows to drop)
         for index, buffer in enumerate(self._buffers(epoch)):
             rows = sum(g.rows for g in buffer)
             if skip >= rows:
                 skip -= rows
                 continue
-            raw = self._read_buffer(buffer)
-            perm = buffer_order(rows, np.random.default_rng([self.seed, epoch, self.rank, index]))
-            center, context, negatives, bad = _shuffle_and_check(
-                perm[skip:], raw.center, raw.context, raw.negatives, self.vocab_size
-            )
-            if bad:
-                self._raise_bad_ids(buffer)
+            jobs.append((index, buffer, skip))
             skip = 0
-            for lo in range(0, center.shape[0], self.batch_size):
+        for shuffled in self._prepared(epoch, jobs):
+            for lo in range(0, len(shuffled), self.batch_size):
                 hi = lo + self.batch_size
-                yield Batch(center[lo:hi], context[lo:hi], negatives[lo:hi])
+                yield Batch(shuffled.center[lo:hi], shuffled.context[lo:hi], shuffled.negatives[lo:hi])
+
+    def _prepared(self, epoch: int, jobs: list[tuple[int, list[RowGroup], int]]) -> Iterator[Batch]:
+        """Each job's shuffled buffer, in job order; with ``threads > 1`` up to that many ahead."""
+        if self.threads == 1:
+            for job in jobs:
+                yield self._prepare(epoch, *job)
+            return
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="pair-decode")
+        pending: deque[Future[Batch]] = deque()
+        try:
+            for job in jobs:
+                pending.append(pool.submit(self._prepare, epoch, *job))
+                if len(pending) > self.threads:  # every worker stays busy while one is handed on
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # also when the consumer stops early: drop what was not started
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _prepare(self, epoch: int, index: int, buffer: list[RowGroup], skip: int) -> Batch:
+        """Buffer ``index`` decoded, checked and shuffled, without its first ``skip`` rows."""
+        raw = self._read_buffer(buffer)
+        perm = buffer_order(len(raw), np.random.default_rng([self.seed, epoch, self.rank, index]))
+        center, context, negatives, bad = _shuffle_and_check(
+            perm[skip:], raw.center, raw.context, raw.negatives, self.vocab_size
+        )
+        if bad:
+            self._raise_bad_ids(buffer)
+        return Batch(center, context, negatives)
 
     def _read_buffer(self, buffer: list[RowGroup]) -> Batch:
         """Read and concatenate a buffer's row groups, in file order."""
@@ -240,7 +284,7 @@ class PairReader:
         self._verify(group.path, url)
         fs, path = storage.get_fs(url)
         with fs.open(path, "rb") as handle:
-            table = pq.ParquetFile(handle).read_row_group(group.index)
+            table = pq.ParquetFile(handle).read_row_group(group.index, use_threads=self.threads == 1)
         check_schema(table.schema, self._schema, url)
         if group.start or group.rows != table.num_rows:
             table = table.slice(group.start, group.rows)
@@ -266,14 +310,17 @@ class PairReader:
     def _verify(self, rel: str, url: str) -> None:
         if not self.verify_sha256 or rel in self._verified:
             return
-        expected = self._files[rel].sha256
-        actual = storage.sha256_of(url)
-        if actual != expected:
-            raise ValueError(
-                f"{url} has sha256 {actual[:12]}… but the pairs manifest lists {expected[:12]}…; "
-                "the shard changed after the pairs stage finished, rerun it"
-            )
-        self._verified.add(rel)
+        with self._verify_locks[rel]:
+            if rel in self._verified:
+                return
+            expected = self._files[rel].sha256
+            actual = storage.sha256_of(url)
+            if actual != expected:
+                raise ValueError(
+                    f"{url} has sha256 {actual[:12]}… but the pairs manifest lists {expected[:12]}…; "
+                    "the shard changed after the pairs stage finished, rerun it"
+                )
+            self._verified.add(rel)
 
 
 SEGMENTS = 256
@@ -336,6 +383,10 @@ def _prefetched(stream: Iterator[Batch], depth: int) -> Iterator[Batch]:
             put(_DONE)
         except BaseException as exc:  # handed to the consumer, which raises it
             put(exc)
+        finally:  # on this thread, so that the reader's decode pool stops here, not in the consumer
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
 
     thread = threading.Thread(target=work, name="pair-prefetch", daemon=True)
     thread.start()

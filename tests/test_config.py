@@ -41,6 +41,7 @@ def test_bare_names_set_every_section_that_has_them() -> None:
         ("output=both", "must be one of"),
         ("min_alpha=0.5", "min_alpha <= alpha"),
         ("input_word=target", "pairs.input_word must be one of centre, context"),
+        ("reader_threads=-1", "train.reader_threads must be >= 0"),
     ],
 )
 def test_bad_overrides_say_what_to_change(override: str, message: str) -> None:

@@ -31,6 +31,7 @@ def _changed(*overrides: str, inputs: dict = INPUTS) -> list[str]:
         (("lowercase=false",), ["tokens", "vocab", "pairs", "train", "eval"]),
         (("min_analogy=0.5",), ["eval"]),  # a gate setting re-evaluates (seconds), never retrains
         (("align_to_parent=false",), []),  # publish settings key no stage
+        (("reader_threads=4",), []),  # how fast shards are read, never what is trained
     ],
 )
 def test_each_setting_reruns_its_stage_and_those_below(overrides: tuple[str, ...], rerun: list[str]) -> None:

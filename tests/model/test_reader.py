@@ -1,8 +1,11 @@
-"""Pair-shard reader: manifest and vocab checks, disjoint complete rank shares, reshuffles, skips, S3."""
+"""Pair-shard reader: manifest and vocab checks, disjoint complete rank shares, reshuffles, skips,
+decode threads, S3."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -133,22 +136,60 @@ def test_a_shard_with_the_wrong_schema_is_refused(tmp_path) -> None:
         _reader(planted)
 
 
-def test_a_changed_shard_fails_its_checksum(tmp_path) -> None:
-    planted = planted_corpus(str(tmp_path), pairs=2_000, shards=1)
-    path = tmp_path / "pairs" / "part-00000.parquet"
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_changed_shard_fails_its_checksum(tmp_path, threads: int) -> None:
+    planted = planted_corpus(str(tmp_path), pairs=2_000, shards=2, row_group_rows=500)
+    path = tmp_path / "pairs" / "part-00001.parquet"
     table = pq.read_table(path)
-    pq.write_table(table, path, compression="snappy")  # same rows, other bytes
-    with pytest.raises(ValueError, match="sha256"):
-        _rows(_reader(planted, verify_sha256=True).epoch_batches(0))
-    assert len(_rows(_reader(planted, verify_sha256=False).epoch_batches(0))) == 2_000
+    pq.write_table(table, path, compression="snappy", row_group_size=500)  # same rows, other bytes
+    with pytest.raises(ValueError, match=r"part-00001\.parquet has sha256"):
+        _rows(_reader(planted, verify_sha256=True, threads=threads).epoch_batches(0))
+    assert len(_rows(_reader(planted, verify_sha256=False, threads=threads).epoch_batches(0))) == 2_000
 
 
-def test_word_ids_outside_the_vocabulary_are_refused(tmp_path) -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+def test_word_ids_outside_the_vocabulary_are_refused(tmp_path, threads: int) -> None:
     planted = planted_corpus(str(tmp_path), pairs=1_000, shards=1)
     manifest, _ = check_inputs(planted.pairs_uri, planted.vocab_uri)
-    reader = PairReader(planted.pairs_uri, manifest, vocab_size=10)
-    with pytest.raises(ValueError, match=r"outside 0\.\.9"):
+    reader = PairReader(planted.pairs_uri, manifest, vocab_size=10, threads=threads)
+    with pytest.raises(ValueError, match=r"part-00000.parquet row group 0 .* outside 0\.\.9"):
         _rows(reader.epoch_batches(0))
+
+
+@pytest.mark.parametrize(("world", "skip"), [(1, 0), (2, 0), (3, 4001), (2, 5_500)])
+def test_the_stream_is_the_same_at_any_reader_thread_count(planted: Planted, world: int, skip: int) -> None:
+    """Decode threads prepare buffers ahead; the pairs, their order and the batches stay the same."""
+    for rank in range(world):
+        one = list(_reader(planted, rank=rank, world=world, verify_sha256=True).epoch_batches(1, skip))
+        assert len(one) > 2
+        for threads in (2, 5):
+            reader = _reader(planted, rank=rank, world=world, verify_sha256=True, threads=threads)
+            many = list(reader.epoch_batches(1, skip))
+            assert [len(b) for b in many] == [len(b) for b in one]
+            np.testing.assert_array_equal(_rows(many), _rows(one))
+
+
+@pytest.mark.parametrize("prefetch", [0, 8])
+def test_a_consumer_that_stops_early_leaves_no_reader_threads(planted: Planted, prefetch: int) -> None:
+    """Training can stop mid-epoch (an error, a signal): the decode pool must not outlive it."""
+
+    def reader_threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith(("pair-decode", "pair-prefetch"))]
+
+    assert reader_threads() == []
+    stream = _reader(planted, threads=3, buffer_rows=1_500, prefetch=prefetch).epoch_batches(0)
+    assert len(next(stream)) == 1000
+    assert any(name.startswith("pair-decode") for name in reader_threads())
+    stream.close()
+    deadline = time.monotonic() + 10
+    while reader_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reader_threads() == []
+
+
+def test_the_reader_needs_a_thread(planted: Planted) -> None:
+    with pytest.raises(ValueError, match="at least one thread, not 0"):
+        _reader(planted, threads=0)
 
 
 def test_only_files_listed_in_the_manifest_are_read(tmp_path) -> None:

@@ -32,6 +32,7 @@ from corpus2vec.model.train import (
     land_mean_merge,
     overlaps_partial_syncs,
     parse_args,
+    reader_thread_count,
     scaled_lr_factor,
     start_mean_merge,
     train,
@@ -115,7 +116,7 @@ def test_average_output_is_the_mean_of_both_tables(planted: Planted, tmp_path: P
 def test_one_thread_is_deterministic_and_resume_is_exact(planted: Planted, tmp_path: Path) -> None:
     a, b, resumed = (str(tmp_path / n) for n in ("a", "b", "resumed"))
     _train_here(planted, a, CFG)
-    _train_here(planted, b, CFG)
+    _train_here(planted, b, replace(CFG, reader_threads=3))  # decode threads do not change the stream
     assert np.array_equal(_vectors(a), _vectors(b))
     assert _train_here(planted, resumed, CFG, stop_after=400_000) is None
     assert (tmp_path / "resumed" / "checkpoints" / "latest.json").exists()
@@ -123,6 +124,16 @@ def test_one_thread_is_deterministic_and_resume_is_exact(planted: Planted, tmp_p
     manifest = _train_here(planted, resumed, CFG)
     assert manifest.pairs_trained == 3 * planted.total_pairs
     assert np.array_equal(_vectors(resumed), _vectors(a))
+
+
+def test_reader_threads_default_to_one_beside_a_cpu_kernel_and_the_cores_beside_a_gpu() -> None:
+    cores = len(os.sched_getaffinity(0))
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert reader_thread_count(TrainConfig(), DistEnv(), cpu) == 1
+    assert reader_thread_count(TrainConfig(), DistEnv(), gpu) == min(8, cores)
+    two_local = DistEnv(rank=1, world=4, local_rank=1, local_world=2)
+    assert reader_thread_count(TrainConfig(), two_local, gpu) == min(8, max(1, cores // 2))
+    assert reader_thread_count(TrainConfig(reader_threads=5), DistEnv(), cpu) == 5
 
 
 @pytest.mark.usefixtures("one_torch_thread")
