@@ -260,6 +260,9 @@ class Counters:
     syncs: int = 0
     hot_syncs: int = 0  # partial syncs of the most frequent rows (train.sync_hot_rows)
     sync_seconds: float = 0.0  # this rank's wall time in syncs, waits included
+    # this rank's wall time waiting for the reader's next batch: near 0 when the reader keeps up
+    # with the kernel (the question on a GPU, docs/scaling.md; train.reader_threads if it does not)
+    read_wait_seconds: float = 0.0
     # every rank's sync_seconds as of the last full sync (sent with its stats; a rank that waits
     # for the others at every sync shows here, where rank 0's own figure would hide it)
     rank_sync_seconds: list[float] = field(default_factory=list)
@@ -350,18 +353,22 @@ def reader_thread_count(cfg: TrainConfig, env: DistEnv, device: torch.device) ->
 
 
 class _Pieces:
-    """Cuts a batch stream at arbitrary pair counts (sync points fall inside batches)."""
+    """Cuts a batch stream at arbitrary pair counts (sync points fall inside batches), adding
+    the time spent waiting for the stream's next batch to ``counters.read_wait_seconds``."""
 
-    def __init__(self, batches: Any) -> None:
+    def __init__(self, batches: Any, counters: Counters) -> None:
         self._it = iter(batches)
         self._left: Batch | None = None
+        self._counters = counters
 
     def take(self, limit: int) -> Batch:
         """The next at most ``limit`` pairs; the rest of a cut batch is kept for later."""
         if self._left is not None:
             batch = self._left
         else:
+            waited = time.monotonic()
             batch = next(self._it, None)
+            self._counters.read_wait_seconds += time.monotonic() - waited
             if batch is None:  # the reader checked row counts against the metadata, so a bug
                 raise RuntimeError("the pair stream ended before the rank's share was read")
         self._left = None
@@ -494,7 +501,7 @@ class Trainer:
         syncs = max(1, math.ceil(n_max / self.sync_every))
         first = fraction[0] * syncs // fraction[1] + 1
         done = fraction[0] * n_rank // fraction[1]
-        pieces = _Pieces(self.reader.epoch_batches(epoch, skip=done))
+        pieces = _Pieces(self.reader.epoch_batches(epoch, skip=done), self.counters)
         splits = self.hot_splits
         for index in range(first, syncs + 1):
             for part in range(1, splits + 1):
@@ -799,6 +806,7 @@ class Trainer:
             "backend": self.backend,
             "kernel": self.kernel,
             "threads": self.threads,
+            "reader_threads": self.reader.threads,
             "device": str(self.device),
             "bytes_communicated": c.bytes_communicated,
             "cpu_seconds": c.cpu_seconds,
@@ -810,6 +818,9 @@ class Trainer:
             # every rank's, as of the last full sync (that sync's own wait not included)
             "sync_seconds_per_rank": c.rank_sync_seconds,
             "sync_share_max": max(c.rank_sync_seconds, default=c.sync_seconds) / seconds,
+            # rank 0's wall time waiting for its next batch: the reader not keeping up
+            "read_wait_seconds": c.read_wait_seconds,
+            "read_wait_share": c.read_wait_seconds / seconds,
             "sync_every": self.sync_every,
             "sync_hot_rows": self.hot_rows,
             "partial_syncs_overlapped": self.overlap_hot,

@@ -161,6 +161,7 @@ def train_row(
         "syncs": metrics["syncs"],
         "sync_share": metrics.get("sync_share"),  # rank 0's wall time in syncs, waits included
         "sync_share_max": metrics.get("sync_share_max"),  # the rank that spent the most
+        "read_wait_share": metrics.get("read_wait_share"),  # rank 0 waiting for the reader
         "bytes_per_pair_per_rank": metrics["bytes_communicated"] / per_rank_pairs,
         "epoch_loss": metrics["epoch_loss"],
         "finite": bool(np.isfinite(vectors).all()),

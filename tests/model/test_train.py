@@ -93,6 +93,9 @@ def test_single_process_writes_vectors_metrics_and_manifest_last(planted: Plante
     metrics = json.loads(Path(out, "metrics.json").read_text())
     assert metrics["world_size"] == 1 and metrics["bytes_communicated"] == 0
     assert metrics["epoch_loss"][-1] < metrics["epoch_loss"][0]
+    # the wait for the reader is timed (it includes the first buffer's decode, so it is not 0)
+    assert metrics["reader_threads"] == 1 and 0 < metrics["read_wait_seconds"] < metrics["seconds"]
+    assert metrics["read_wait_share"] == pytest.approx(metrics["read_wait_seconds"] / metrics["seconds"])
     vectors = _vectors(out)
     assert vectors.shape == (500, 16) and vectors.dtype == np.float32
     assert group_separation(vectors, planted.groups) > 0.4
