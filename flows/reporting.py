@@ -173,6 +173,10 @@ def training_rows(manifest: Train, metrics: dict[str, Any]) -> list[dict[str, An
         "pairs_per_s_per_rank": metrics.get("pairs_per_s_per_rank"),
         "bytes_communicated": manifest.bytes_communicated,
         "syncs": metrics.get("syncs"),
+        # rank 0's share of wall time spent in syncs and waiting for the pair reader: a high
+        # reader share on a GPU means train.reader_threads (or faster storage) would speed it up
+        "sync_share": metrics.get("sync_share"),
+        "read_wait_share": metrics.get("read_wait_share"),
         "epochs": config.get("epochs"),
         "learning_rate": f"{config.get('alpha')} -> {config.get('min_alpha')} (linear)",
         "final_loss": manifest.final_loss,
