@@ -284,6 +284,7 @@ class PairReader:
         self._verify(group.path, url)
         fs, path = storage.get_fs(url)
         with fs.open(path, "rb") as handle:
+            # beside our own decode workers pyarrow's column threads would only contend with them
             table = pq.ParquetFile(handle).read_row_group(group.index, use_threads=self.threads == 1)
         check_schema(table.schema, self._schema, url)
         if group.start or group.rows != table.num_rows:
