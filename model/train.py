@@ -135,6 +135,18 @@ and on the 10M prefix (another draw, two seeds) 8 ranks at cap 0.4 scored 26.9% 
 0.593 against one process's 26.8% / 0.598 (cap 0.3: 26.1% / 0.575, seed 1), on the
 whole corpus 40.0% / 0.636 against 39.8% / 0.644 (three seeds, same shards).
 
+Held at the current defaults (measured 2026-12-07 with the pairs in word2vec.c's roles,
+``pairs.input_word=context``; one pair draw per corpus size, every row on its shards; analogy
+points / WordSim353 against one process on the same seeds; docs/bench/input_word.md):
+
+    ranks                            2              4              8              16             32
+    2M words  (4 seeds; 16, 32: 2)   -0.2 / +0.006  -0.3 / +0.002  -0.5 / +0.004  -0.2 / -0.011  -0.4 / -0.003
+    10M words (4 seeds; 16, 32: 1)   +0.5 / -0.002  +0.3 / -0.004  +0.5 / -0.000  -0.9 / -0.006  -0.5 / -0.006
+    25M words (2 seeds)              +0.1 / +0.009  +0.5 / -0.001  +0.5 / +0.005        -              -
+
+(one process: 6.7% / 0.405, 26.9% / 0.597 and 40.2% / 0.641; 32 ranks of the whole corpus do not
+fit in the development machine's 24 GiB, and nothing beyond 32 ranks is measured.)
+
 Bytes: a full sync all-reduces both tables, ``2·V·d·4`` bytes per rank (81.8 MB
 on the dev corpus, V=102k, d=100); the 15 partial syncs of an interval add
 ``2·d·4·Σ_n min(V, 1024·2^tz(n))`` = 32,768 rows' worth (26 MB at d=100), and a
