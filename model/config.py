@@ -71,8 +71,8 @@ class PairsConfig:
     # "context" (default), each word in a kept centre's reduced window against the centre, as
     # word2vec.c's and gensim's skip-gram do; or "centre", the centre against each of them (the
     # default until 2026-12-07). Same pairs, roles swapped: "context" scored +0.3 to +1.1 analogy
-    # points at 2M, 10M and 25M words and 1, 2 and 8 ranks, and took the default 2 ranks level
-    # with gensim on the whole corpus's WordSim353 (docs/bench/input_word.md).
+    # points at 2M, 10M and 25M words and 1, 2 and 8 ranks, and narrowed the whole corpus's
+    # WordSim353 gap to gensim at 2 ranks from -0.012 to -0.005 (docs/bench/input_word.md).
     input_word: str = "context"
 
 
