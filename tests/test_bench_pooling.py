@@ -116,3 +116,59 @@ def test_tag_sets_puts_variants_side_by_side_against_one_gensim(tmp_path: Path) 
     assert _combine(tmp_path, default, window, "--tag-sets").returncode == 0
     runs = {s["run"] for s in json.loads((tmp_path / "out" / "scale_quality.json").read_text())["summary"]}
     assert {g, f"{g} [pairs.window=10]", "corpus2vec nproc=1 [pairs.window=10]"} <= runs
+
+
+def _report_of(path: Path, rows: list[dict[str, Any]], sets: list[str]) -> str:
+    """A report as scale_quality.py writes it now: with the resolved configuration it trained."""
+    from corpus2vec.model.config import load_config
+
+    config = load_config("bench", sets).to_dict()
+    path.write_text(
+        json.dumps({"machine": "test", "sets": sets, "config": config, "prepared": {}, "rows": rows})
+    )
+    return str(path)
+
+
+def test_reports_compare_by_resolved_configuration_not_by_how_set_spelled_it(tmp_path: Path) -> None:
+    """Naming today's default with --set trains what leaving it out trains: the two pool without
+    --tag-sets, as does a setting that changes no result; another role is refused untagged and,
+    tagged, each side is labelled with its value of the one setting that differs."""
+    g = "gensim 4.4, 2 workers, sentences"
+    plain = _report_of(tmp_path / "a.json", [_row(g, 3, 0.650, "gensim"), _row("nproc=1", 3, 0.640)], [])
+    spelled = _report_of(
+        tmp_path / "b.json", [_row(g, 4, 0.660, "gensim"), _row("nproc=1", 4, 0.646)], ["input_word=context"]
+    )
+    threads = _report_of(
+        tmp_path / "c.json",
+        [_row(g, 5, 0.655, "gensim"), _row("nproc=1", 5, 0.642)],
+        ["train.reader_threads=3"],
+    )
+    pooled = _combine(tmp_path, plain, spelled, threads)
+    assert pooled.returncode == 0, pooled.stderr
+    report = json.loads((tmp_path / "out" / "scale_quality.json").read_text())
+    runs = {s["run"]: s for s in report["summary"]}
+    assert runs["corpus2vec nproc=1"]["seeds"] == 3 and runs[g]["seeds"] == 3
+    assert report["config"]["pairs"]["input_word"] == "context"
+
+    centre = _report_of(
+        tmp_path / "d.json", [_row(g, 6, 0.640, "gensim"), _row("nproc=1", 6, 0.630)], ["input_word=centre"]
+    )
+    refused = _combine(tmp_path, plain, centre)
+    assert refused.returncode != 0
+    assert "pairs.input_word=centre" in refused.stderr and "--tag-sets" in refused.stderr
+
+    tagged = _combine(tmp_path, plain, spelled, centre, "--tag-sets")
+    assert tagged.returncode == 0, tagged.stderr
+    report = json.loads((tmp_path / "out" / "scale_quality.json").read_text())
+    runs = {s["run"]: s for s in report["summary"]}
+    assert runs["corpus2vec nproc=1 [pairs.input_word=context]"]["seeds"] == 2
+    assert runs["corpus2vec nproc=1 [pairs.input_word=centre]"]["wordsim353"] == 0.630
+    assert runs[g]["seeds"] == 3  # gensim does not read input_word: one pool
+    assert report["config"] is None
+
+    window = _report_of(
+        tmp_path / "e.json", [_row(g, 7, 0.600, "gensim"), _row("nproc=1", 7, 0.620)], ["pairs.window=10"]
+    )
+    assert _combine(tmp_path, plain, window, "--tag-sets").returncode == 0
+    runs = {s["run"] for s in json.loads((tmp_path / "out" / "scale_quality.json").read_text())["summary"]}
+    assert {f"{g} [pairs.window=5]", f"{g} [pairs.window=10]", "corpus2vec nproc=1 [pairs.window=10]"} <= runs

@@ -37,9 +37,12 @@ apart (other seeds, other days) into one report, so a mean over 6 seeds need not
 With ``--pool-draws`` the reports are separate pair draws (each ``--out`` is its own draw), which
 may reuse seeds: every measured row counts once, wherever it was copied, and a run's mean and
 band pool its rows over all draws (seed and draw variation together). With ``--tag-sets`` the
-reports may differ in ``--set`` (e.g. ``input_word=centre`` against ``input_word=context``): each
-corpus2vec row's run is labelled with its report's overrides, so the variants compare side by side
-against one pool of gensim rows.
+reports may differ in configuration (e.g. ``input_word=centre`` against ``input_word=context``):
+each corpus2vec row's run is labelled with the settings its report's resolved configuration holds
+where the reports differ, so the variants compare side by side against one pool of gensim rows.
+Reports are compared by the resolved configuration they record (the preset with its ``--set``
+overrides), so a report of an older default and one that named today's default with ``--set``
+are told apart or pooled by what they trained, not by how the command line spelled it.
 This is a benchmark, not a test: nothing asserts, it measures.
 """
 
@@ -419,23 +422,61 @@ GENSIM_SETTINGS = frozenset(
 
 
 def set_tag(sets: list[str]) -> str:
-    """`` [k=v, ...]``: the label a report's --set overrides add to its rows' run (``--tag-sets``)."""
+    """`` [k=v, ...]``: the label a report's settings add to its rows' run (``--tag-sets``)."""
     return f" [{', '.join(sets)}]" if sets else ""
 
 
 def touches_gensim(sets: list[str]) -> bool:
-    """Whether any of these --set overrides (``section.name=v`` or ``name=v``) is one gensim reads."""
+    """Whether any of these settings (``section.name=v`` or ``name=v``) is one gensim reads."""
     return any(item.split("=", 1)[0].rsplit(".", 1)[-1] in GENSIM_SETTINGS for item in sets)
+
+
+def resolved_settings(report: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"pairs.window": 5, ...}``: the configuration a report trained with, or None if it predates
+    recording it. The preset's name and settings that change no result (``NOT_IN_KEYS``) are left
+    out: two reports that trained the same thing must compare equal."""
+    from corpus2vec.model.config import NOT_IN_KEYS
+
+    config = report.get("config")
+    if not isinstance(config, dict):
+        return None
+    return {
+        f"{section}.{name}": value
+        for section, values in sorted(config.items())
+        if isinstance(values, dict)
+        for name, value in sorted(values.items())
+        if name not in NOT_IN_KEYS.get(section, ())
+    }
+
+
+def _setting(name: str, value: Any) -> str:
+    return f"{name}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+def report_labels(reports: list[dict[str, Any]]) -> tuple[list[list[str]], str]:
+    """Each report's settings where the reports differ, and what they were compared by.
+
+    With every report's resolved configuration recorded, a report's label is its value of each
+    setting that is not the same in all of them (none when they trained alike). A report from
+    before configurations were recorded leaves only the ``--set`` overrides to compare; then
+    every report is labelled with its own, as it was spelled.
+    """
+    settings = [s for s in map(resolved_settings, reports) if s is not None]
+    if len(settings) < len(reports):
+        return [list(r.get("sets") or []) for r in reports], "--set overrides"
+    names = sorted({name for s in settings for name in s})
+    varying = [n for n in names if len({json.dumps(s.get(n)) for s in settings}) > 1]
+    return [[_setting(n, s.get(n)) for n in varying] for s in settings], "resolved configuration"
 
 
 def combine(
     paths: list[str], pool_draws: bool = False, tag_sets: bool = False
-) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[str], dict[str, Any] | None]:
     """Rows of several reports as one (runs of other seeds, machines or sessions); nothing trains.
 
     A (size, run, seed) found in two reports is refused rather than one silently winning, and
-    so are reports made with different ``--set`` overrides: their rows do not measure the same
-    thing. Each report's shards are its own draw, so its ``prepared`` entry is kept per file.
+    so are reports that trained with different configurations (:func:`report_labels`): their
+    rows do not measure the same thing. Each report's shards are its own draw, so its ``prepared`` entry is kept per file.
     Quality pools across machines, speed does not: a run whose seeds come from reports made on
     different machines shows no mean pairs/s.
 
@@ -446,28 +487,32 @@ def combine(
     of 0.01 WordSim353 needs more runs than one draw holds, and counting a copied row twice
     would shrink the band it is judged by.
 
-    ``tag_sets``: reports made with different ``--set`` overrides are combined, each corpus2vec
-    row's run labelled with its report's overrides (``nproc=1 [input_word=context]``), so
-    variants stand side by side against the same gensim rows. gensim rows pool across the
-    reports unless an override is one gensim reads (:data:`GENSIM_SETTINGS`); then they are
-    labelled too.
+    ``tag_sets``: reports of different configurations are combined, each corpus2vec row's run
+    labelled with its report's settings where the reports differ
+    (``nproc=1 [pairs.input_word=context]``), so variants stand side by side against the same
+    gensim rows. gensim rows pool across the reports unless a differing setting is one gensim
+    reads (:data:`GENSIM_SETTINGS`); then they are labelled too.
+
+    Returns the rows, each report's ``prepared`` entry, the ``--set`` overrides the combined
+    report states, and the configuration all the reports share (None if they differ, or if one
+    predates recording it).
     """
     rows: list[dict[str, Any]] = []
     prep: dict[str, Any] = {}
     seen: dict[tuple[Any, ...], str] = {}
-    sets: list[str] | None = None
-    for draw, path in enumerate(paths, start=1):
-        report = json.loads(Path(path).read_text())
-        report_sets = report.get("sets") or []
-        if sets is not None and report_sets != sets and not tag_sets:
-            raise SystemExit(
-                f"--combine: {path} was run with --set {report_sets}, the first with {sets}"
-                " (pass --tag-sets to compare them as variants)"
-            )
-        sets = [] if tag_sets else report_sets
+    reports = [json.loads(Path(path).read_text()) for path in paths]
+    labels, compared_by = report_labels(reports)
+    if not tag_sets:
+        for path, label in zip(paths[1:], labels[1:], strict=True):
+            if label != labels[0]:
+                raise SystemExit(
+                    f"--combine: {path} was run with {label}, {paths[0]} with {labels[0]}"
+                    f" ({compared_by}; pass --tag-sets to compare them as variants)"
+                )
+    for draw, (path, report, label) in enumerate(zip(paths, reports, labels, strict=True), start=1):
         for row in report["rows"]:
-            if tag_sets and (row.get("system") != "gensim" or touches_gensim(report_sets)):
-                row = {**row, "run": row["run"] + set_tag(report_sets)}
+            if tag_sets and (row.get("system") != "gensim" or touches_gensim(label)):
+                row = {**row, "run": row["run"] + set_tag(label)}
             key = (row["size"], row["run"], row.get("seed"))
             if pool_draws:
                 key += tuple(row.get(m) for m in ("analogy", "wordsim353", "simlex999", "pairs"))
@@ -489,7 +534,10 @@ def combine(
                 merged.setdefault("draw", draw)
             _put(rows, merged)
         prep[path] = report.get("prepared", {})
-    return rows, prep, sets or []
+    # the first report's configuration stands for all if they trained alike (NOT_IN_KEYS aside)
+    alike = len({json.dumps(resolved_settings(r), sort_keys=True) for r in reports}) == 1
+    config = reports[0].get("config") if alike else None
+    return rows, prep, [] if tag_sets else list(reports[0].get("sets") or []), config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -497,12 +545,16 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     if args.combine:
         out.mkdir(parents=True, exist_ok=True)
-        rows, prep, args.set = combine(args.combine, pool_draws=args.pool_draws, tag_sets=args.tag_sets)
+        rows, prep, args.set, config = combine(
+            args.combine, pool_draws=args.pool_draws, tag_sets=args.tag_sets
+        )
         machines = sorted({str(r.get("machine")) for r in rows if r.get("machine")})
-        print(_report(rows, prep, out, args, machine="; ".join(machines) or "(as in each source report)"))
+        machine = "; ".join(machines) or "(as in each source report)"
+        print(_report(rows, prep, out, args, config, machine=machine))
         return
     (out / "stores").mkdir(parents=True, exist_ok=True)
     cfg = load_bench(tuple(args.set))
+    config = cfg.to_dict()
     rows: list[dict[str, Any]] = []
     prep: dict[str, Any] = {}
     previous = out / "scale_quality.json"
@@ -532,12 +584,12 @@ def main(argv: list[str] | None = None) -> None:
                         rows,
                         gensim_row(corpus, tokens, size, out, tuple(args.set), ratio, workers, seed, mode),
                     )
-                    _report(rows, prep, out, args)
+                    _report(rows, prep, out, args, config)
             for spec in [] if args.no_runs else matrix(args, size):
                 print(f"  {size} {spec} seed={seed} ...", file=sys.stderr, flush=True)
                 _put(rows, train_row(layout, cfg, spec, size, out, seed))
-                _report(rows, prep, out, args)
-    print(_report(rows, prep, out, args))
+                _report(rows, prep, out, args, config)
+    print(_report(rows, prep, out, args, config))
 
 
 def _put(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
@@ -562,13 +614,19 @@ def _report(
     prep: dict[str, Any],
     out: Path,
     args: argparse.Namespace,
+    config: dict[str, Any] | None,
     machine: str | None = None,
 ) -> str:
-    """Write the JSON and the Markdown (after every row, so a long run can be read as it goes)."""
+    """Write the JSON and the Markdown (after every row, so a long run can be read as it goes).
+
+    ``config`` is the resolved configuration every row's run starts from (the preset with the
+    ``--set`` overrides), recorded so ``--combine`` compares reports by what they trained.
+    """
     report = {
         "machine": machine or peers.machine(),
         "corpus": args.corpus,
         "sets": args.set,
+        "config": config,
         "prepared": prep,
         "rows": rows,
         "summary": summarize(rows),
