@@ -23,6 +23,10 @@ time be replaced by corpus2vec's:
   from gensim's streams, so the same draws) and trained after, at a rate falling per pair: what
   corpus2vec's pairs job and trainer do. Should score what ``exact`` scores.
 * ``global``: ``rows`` with the epoch's pairs in one uniform random order, as corpus2vec trains.
+* ``blocks64``, ``blocks4096``, ``blocks262144``: ``rows`` with the epoch's pairs cut into blocks of
+  that many consecutive pairs (gensim's order inside a block), the blocks in a uniform random order:
+  how much sentence locality the similarity scores need, between ``rows`` (one block) and ``global``
+  (blocks of one pair).
 * ``ours``: corpus2vec's own pairs (``--pairs``, the pairs stage of the same corpus: epoch e reads
   draw e, in the shards' order) trained as ``rows`` trains, from gensim's initial vectors: the
   pairs job's draws in place of gensim's, and nothing else of corpus2vec's.
@@ -276,11 +280,21 @@ def train_rows(
             row1[d] += neu1e[d]
 
 
+BLOCKS = {"blocks64": 64, "blocks4096": 4096, "blocks262144": 262144}  # variant -> pairs per block
 VARIANTS: dict[str, dict[str, bool]] = {
     name: {"gensim_step": name == "gensim", "splitmix": name == "splitmix", "centre_input": name == "centre",
-           "shuffled": name in ("shuffled", "global"), "rows": name in ("rows", "global", "ours", "ours_swapped")}
-    for name in ("gensim", "exact", "splitmix", "centre", "shuffled", "rows", "global", "ours", "ours_swapped")
+           "shuffled": name in ("shuffled", "global"),
+           "rows": name in ("rows", "global", "ours", "ours_swapped", *BLOCKS)}
+    for name in ("gensim", "exact", "splitmix", "centre", "shuffled", "rows", "global", "ours", "ours_swapped",
+                 *BLOCKS)
 }  # fmt: skip
+
+
+def block_order(pairs: int, block: int, rng: np.random.Generator) -> np.ndarray:
+    """0..pairs-1 cut into runs of ``block`` consecutive indices, the runs in a random order."""
+    starts = rng.permutation((pairs + block - 1) // block).astype(np.int64) * block
+    order = (starts[:, None] + np.arange(block, dtype=np.int64)[None, :]).ravel()
+    return order[order < pairs]
 
 
 def our_rows(
@@ -364,6 +378,8 @@ def replay(corpus: Path, cfg: Any, seed: int, variant: str, pairs_uri: str | Non
         order = np.zeros(0, np.int64)
         if flags["shuffled"]:
             order = np.random.default_rng([seed, epoch]).permutation(at)
+        elif variant in BLOCKS:
+            order = block_order(at, BLOCKS[variant], np.random.default_rng([seed, epoch]))
         span = (alpha0 - alpha1) / epochs
         train_rows(
             rows_in[:at], rows_out[:at], rows_neg[:at], order, syn0, syn1neg,
