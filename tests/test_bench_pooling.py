@@ -29,8 +29,17 @@ def _row(run: str, seed: int, wordsim: float, system: str = "corpus2vec") -> dic
     }
 
 
-def _report(path: Path, rows: list[dict[str, Any]]) -> str:
-    path.write_text(json.dumps({"machine": "test", "sets": [], "prepared": {}, "rows": rows}))
+def _report(
+    path: Path,
+    rows: list[dict[str, Any]],
+    sets: list[str] | None = None,
+    config: dict[str, Any] | None = None,
+) -> str:
+    """A scale_quality.py report; without ``config``, one from before configurations were recorded."""
+    report: dict[str, Any] = {"machine": "test", "sets": sets or [], "prepared": {}, "rows": rows}
+    if config is not None:
+        report["config"] = config
+    path.write_text(json.dumps(report))
     return str(path)
 
 
@@ -83,17 +92,12 @@ def test_pool_draws_needs_combine(tmp_path: Path) -> None:
     assert result.returncode == 2 and "only apply to --combine" in result.stderr
 
 
-def _report_with(path: Path, rows: list[dict[str, Any]], sets: list[str]) -> str:
-    path.write_text(json.dumps({"machine": "test", "sets": sets, "prepared": {}, "rows": rows}))
-    return str(path)
-
-
 def test_tag_sets_puts_variants_side_by_side_against_one_gensim(tmp_path: Path) -> None:
     """Reports made with other --set overrides are refused unless tagged; tagged, each variant is its
     own run and gensim (which does not read pairs.input_word) pools; a setting gensim reads tags it too."""
     g = "gensim 4.4, 2 workers, sentences"
     default = _report(tmp_path / "a.json", [_row(g, 3, 0.650, "gensim"), _row("nproc=1", 3, 0.640)])
-    roles = _report_with(
+    roles = _report(
         tmp_path / "b.json",
         [_row(g, 4, 0.660, "gensim"), _row("nproc=1", 4, 0.650)],
         ["input_word=context"],
@@ -110,7 +114,7 @@ def test_tag_sets_puts_variants_side_by_side_against_one_gensim(tmp_path: Path) 
     assert variant["seeds"] == 1 and variant["wordsim353"] == 0.650
     assert runs["corpus2vec nproc=1"]["wordsim353"] == 0.640
 
-    window = _report_with(
+    window = _report(
         tmp_path / "c.json", [_row(g, 4, 0.600, "gensim"), _row("nproc=1", 4, 0.620)], ["pairs.window=10"]
     )
     assert _combine(tmp_path, default, window, "--tag-sets").returncode == 0
@@ -122,11 +126,7 @@ def _report_of(path: Path, rows: list[dict[str, Any]], sets: list[str]) -> str:
     """A report as scale_quality.py writes it now: with the resolved configuration it trained."""
     from corpus2vec.model.config import load_config
 
-    config = load_config("bench", sets).to_dict()
-    path.write_text(
-        json.dumps({"machine": "test", "sets": sets, "config": config, "prepared": {}, "rows": rows})
-    )
-    return str(path)
+    return _report(path, rows, sets, load_config("bench", sets).to_dict())
 
 
 def test_reports_compare_by_resolved_configuration_not_by_how_set_spelled_it(tmp_path: Path) -> None:

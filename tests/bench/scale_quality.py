@@ -535,7 +535,7 @@ def combine(
             _put(rows, merged)
         prep[path] = report.get("prepared", {})
     # the first report's configuration stands for all if they trained alike (NOT_IN_KEYS aside)
-    alike = len({json.dumps(resolved_settings(r), sort_keys=True) for r in reports}) == 1
+    alike = compared_by == "resolved configuration" and not any(labels)
     config = reports[0].get("config") if alike else None
     return rows, prep, [] if tag_sets else list(reports[0].get("sets") or []), config
 
