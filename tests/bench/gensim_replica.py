@@ -27,6 +27,9 @@ time be replaced by corpus2vec's:
   that many consecutive pairs (gensim's order inside a block), the blocks in a uniform random order:
   how much sentence locality the similarity scores need, between ``rows`` (one block) and ``global``
   (blocks of one pair).
+* ``sentences``, ``sentences_fixed``: ``rows`` with the epoch's sentences (lines of the corpus, 10k
+  words each in the benchmark's prefix) in a random order, gensim's order inside each; a new order
+  every epoch, or one order kept for all epochs (the corpus permuted once, as a file would be).
 * ``ours``: corpus2vec's own pairs (``--pairs``, the pairs stage of the same corpus: epoch e reads
   draw e, in the shards' order) trained as ``rows`` trains, from gensim's initial vectors: the
   pairs job's draws in place of gensim's, and nothing else of corpus2vec's.
@@ -281,12 +284,13 @@ def train_rows(
 
 
 BLOCKS = {"blocks64": 64, "blocks4096": 4096, "blocks262144": 262144}  # variant -> pairs per block
+SENTENCE_ORDERS = ("sentences", "sentences_fixed")  # sentences reordered per epoch / once for all epochs
 VARIANTS: dict[str, dict[str, bool]] = {
     name: {"gensim_step": name == "gensim", "splitmix": name == "splitmix", "centre_input": name == "centre",
            "shuffled": name in ("shuffled", "global"),
-           "rows": name in ("rows", "global", "ours", "ours_swapped", *BLOCKS)}
+           "rows": name in ("rows", "global", "ours", "ours_swapped", *BLOCKS, *SENTENCE_ORDERS)}
     for name in ("gensim", "exact", "splitmix", "centre", "shuffled", "rows", "global", "ours", "ours_swapped",
-                 *BLOCKS)
+                 *BLOCKS, *SENTENCE_ORDERS)
 }  # fmt: skip
 
 
@@ -295,6 +299,13 @@ def block_order(pairs: int, block: int, rng: np.random.Generator) -> np.ndarray:
     starts = rng.permutation((pairs + block - 1) // block).astype(np.int64) * block
     order = (starts[:, None] + np.arange(block, dtype=np.int64)[None, :]).ravel()
     return order[order < pairs]
+
+
+def sentence_order(starts: np.ndarray, pairs: int, rng: np.random.Generator) -> np.ndarray:
+    """0..pairs-1 as runs of one sentence's pairs (``starts``: each sentence's first row), the
+    sentences in a random order: gensim's order inside a sentence."""
+    bounds = np.append(starts, pairs)
+    return np.concatenate([np.arange(bounds[k], bounds[k + 1]) for k in rng.permutation(len(starts))])
 
 
 def our_rows(
@@ -367,8 +378,9 @@ def replay(corpus: Path, cfg: Any, seed: int, variant: str, pairs_uri: str | Non
         )  # fmt: skip
         pairs += len(rows_in)
     for epoch in range(epochs if flags["rows"] and not variant.startswith("ours") else 0):
-        at = 0
-        for ids in jobs:  # the same draws, in the same order, as the replay below
+        at, starts = 0, np.zeros(len(jobs), np.int64)
+        for k, ids in enumerate(jobs):  # the same draws, in the same order, as the replay below
+            starts[k] = at
             state = np.array([(2**24) * rng.randint(0, 2**24) + rng.randint(0, 2**24)], np.uint64)
             kept = subsample(ids, sample_int, state, False)
             reduced = rng.randint(0, window, len(kept)).astype(np.int32)
@@ -380,6 +392,10 @@ def replay(corpus: Path, cfg: Any, seed: int, variant: str, pairs_uri: str | Non
             order = np.random.default_rng([seed, epoch]).permutation(at)
         elif variant in BLOCKS:
             order = block_order(at, BLOCKS[variant], np.random.default_rng([seed, epoch]))
+        elif variant in SENTENCE_ORDERS:  # sentences_fixed: one permutation, the same in every epoch
+            order = sentence_order(
+                starts, at, np.random.default_rng([seed] if variant == "sentences_fixed" else [seed, epoch])
+            )
         span = (alpha0 - alpha1) / epochs
         train_rows(
             rows_in[:at], rows_out[:at], rows_neg[:at], order, syn0, syn1neg,
