@@ -5,7 +5,9 @@
 
 corpus2vec trails gensim's iterable mode by about 0.01 WordSim353 and SimLex on the whole dev corpus
 (docs/bench/whole_corpus_draws.md: pooled over five draws), though every difference between the
-two that is known has been measured and none closed it. This replays gensim 4.4's
+two that is known has been measured and none closed it. (Session 28 found it in the file's order:
+gensim trains the lines in the order written, and with the lines permuted its lead goes;
+docs/bench/file_order.md.) This replays gensim 4.4's
 ``train_batch_sg`` / ``w2v_fast_sentence_sg_neg`` with one worker, with gensim's own vocabulary,
 initial vectors, job learning rates and random streams (its per-job 48-bit LCG for subsampling and
 negatives, its numpy ``RandomState`` for the job seeds and reduced windows), and lets one part at a
