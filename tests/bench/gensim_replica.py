@@ -5,9 +5,8 @@
 
 corpus2vec trails gensim's iterable mode by about 0.01 WordSim353 and SimLex on the whole dev corpus
 (docs/bench/whole_corpus_draws.md: pooled over five draws), though every difference between the
-two that is known has been measured and none closed it. (Session 28 found it in the file's order:
-gensim trains the lines in the order written, and with the lines permuted its lead goes;
-docs/bench/file_order.md.) This replays gensim 4.4's
+two that is known has been measured and none closed it; the ``sentences`` variants below helped find it
+in the file's order instead (docs/bench/file_order.md). This replays gensim 4.4's
 ``train_batch_sg`` / ``w2v_fast_sentence_sg_neg`` with one worker, with gensim's own vocabulary,
 initial vectors, job learning rates and random streams (its per-job 48-bit LCG for subsampling and
 negatives, its numpy ``RandomState`` for the job seeds and reduced windows), and lets one part at a
@@ -296,18 +295,18 @@ VARIANTS: dict[str, dict[str, bool]] = {
 }  # fmt: skip
 
 
+def run_order(starts: np.ndarray, pairs: int, rng: np.random.Generator) -> np.ndarray:
+    """0..pairs-1 as runs of consecutive indices (``starts``: each run's first index, ascending),
+    the runs in a random order and each kept in order."""
+    bounds = np.append(starts, pairs).astype(np.int64)
+    perm = rng.permutation(len(starts))
+    first, lengths = bounds[:-1][perm], np.diff(bounds)[perm]
+    return np.repeat(first - (np.cumsum(lengths) - lengths), lengths) + np.arange(pairs, dtype=np.int64)
+
+
 def block_order(pairs: int, block: int, rng: np.random.Generator) -> np.ndarray:
     """0..pairs-1 cut into runs of ``block`` consecutive indices, the runs in a random order."""
-    starts = rng.permutation((pairs + block - 1) // block).astype(np.int64) * block
-    order = (starts[:, None] + np.arange(block, dtype=np.int64)[None, :]).ravel()
-    return order[order < pairs]
-
-
-def sentence_order(starts: np.ndarray, pairs: int, rng: np.random.Generator) -> np.ndarray:
-    """0..pairs-1 as runs of one sentence's pairs (``starts``: each sentence's first row), the
-    sentences in a random order: gensim's order inside a sentence."""
-    bounds = np.append(starts, pairs)
-    return np.concatenate([np.arange(bounds[k], bounds[k + 1]) for k in rng.permutation(len(starts))])
+    return run_order(np.arange(0, pairs, block, dtype=np.int64), pairs, rng)
 
 
 def our_rows(
@@ -395,7 +394,7 @@ def replay(corpus: Path, cfg: Any, seed: int, variant: str, pairs_uri: str | Non
         elif variant in BLOCKS:
             order = block_order(at, BLOCKS[variant], np.random.default_rng([seed, epoch]))
         elif variant in SENTENCE_ORDERS:  # sentences_fixed: one permutation, the same in every epoch
-            order = sentence_order(
+            order = run_order(
                 starts, at, np.random.default_rng([seed] if variant == "sentences_fixed" else [seed, epoch])
             )
         span = (alpha0 - alpha1) / epochs
