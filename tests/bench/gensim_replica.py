@@ -31,6 +31,10 @@ time be replaced by corpus2vec's:
 * ``sentences``, ``sentences_fixed``: ``rows`` with the epoch's sentences (lines of the corpus, 10k
   words each in the benchmark's prefix) in a random order, gensim's order inside each; a new order
   every epoch, or one order kept for all epochs (the corpus permuted once, as a file would be).
+* ``rotated``, ``file_last``, ``file_first``, ``windowed``: ``rows`` with the file's order moved
+  (started from its middle) or kept in part (in the last epoch only, in all but the last, or as
+  windows of 64 lines in order with their pairs shuffled inside, or those windows in a random
+  order): see ``file_order``.
 * ``ours``: corpus2vec's own pairs (``--pairs``, the pairs stage of the same corpus: epoch e reads
   draw e, in the shards' order) trained as ``rows`` trains, from gensim's initial vectors: the
   pairs job's draws in place of gensim's, and nothing else of corpus2vec's.
@@ -46,6 +50,7 @@ so a run is bitwise repeatable. A diagnostic, not a product path; nothing assert
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -286,22 +291,53 @@ def train_rows(
 
 BLOCKS = {"blocks64": 64, "blocks4096": 4096, "blocks262144": 262144}  # variant -> pairs per block
 SENTENCE_ORDERS = ("sentences", "sentences_fixed")  # sentences reordered per epoch / once for all epochs
+# the file's order moved or kept in part: which part of it the similarity scores follow
+FILE_ORDERS = ("rotated", "file_last", "file_first", "windowed", "windows_reordered")
+WINDOW_LINES = 64  # windowed: lines per window (640k words, about 2M pairs) whose pairs are shuffled
 VARIANTS: dict[str, dict[str, bool]] = {
     name: {"gensim_step": name == "gensim", "splitmix": name == "splitmix", "centre_input": name == "centre",
            "shuffled": name in ("shuffled", "global"),
-           "rows": name in ("rows", "global", "ours", "ours_swapped", *BLOCKS, *SENTENCE_ORDERS)}
+           "rows": name in ("rows", "global", "ours", "ours_swapped", *BLOCKS, *SENTENCE_ORDERS, *FILE_ORDERS)}
     for name in ("gensim", "exact", "splitmix", "centre", "shuffled", "rows", "global", "ours", "ours_swapped",
-                 *BLOCKS, *SENTENCE_ORDERS)
+                 *BLOCKS, *SENTENCE_ORDERS, *FILE_ORDERS)
 }  # fmt: skip
 
 
-def run_order(starts: np.ndarray, pairs: int, rng: np.random.Generator) -> np.ndarray:
+def runs_in(starts: np.ndarray, pairs: int, perm: np.ndarray) -> np.ndarray:
     """0..pairs-1 as runs of consecutive indices (``starts``: each run's first index, ascending),
-    the runs in a random order and each kept in order."""
+    the runs in the order ``perm`` and each kept in order."""
     bounds = np.append(starts, pairs).astype(np.int64)
-    perm = rng.permutation(len(starts))
     first, lengths = bounds[:-1][perm], np.diff(bounds)[perm]
     return np.repeat(first - (np.cumsum(lengths) - lengths), lengths) + np.arange(pairs, dtype=np.int64)
+
+
+def run_order(starts: np.ndarray, pairs: int, rng: np.random.Generator) -> np.ndarray:
+    """``runs_in`` with the runs in a random order."""
+    return runs_in(starts, pairs, rng.permutation(len(starts)))
+
+
+def file_order(
+    variant: str, starts: np.ndarray, pairs: int, epoch: int, epochs: int, seed: int
+) -> np.ndarray:
+    """An epoch's pair order for the ``FILE_ORDERS`` variants (``starts``: each line's first pair).
+
+    ``rotated`` trains the lines from the file's middle to its end, then its start to the middle (the
+    same neighbours, other positions); ``file_last`` / ``file_first`` train the file's order in the
+    last epoch only / in every epoch but the last, a new random line order in the others;
+    ``windowed`` keeps the windows of ``WINDOW_LINES`` lines in the file's order and shuffles the
+    pairs inside each (the order a corpus-ordered shuffle buffer would give); ``windows_reordered``
+    does the same with the windows in a new random order every epoch."""
+    lines = len(starts)
+    rng = np.random.default_rng([seed, epoch])
+    if variant == "rotated":
+        return runs_in(starts, pairs, np.roll(np.arange(lines), -(lines // 2)))
+    if variant in ("file_last", "file_first"):
+        in_file_order = (epoch == epochs - 1) == (variant == "file_last")
+        return np.arange(pairs, dtype=np.int64) if in_file_order else run_order(starts, pairs, rng)
+    windows = list(itertools.pairwise(np.append(starts[::WINDOW_LINES], pairs).astype(np.int64)))
+    if variant == "windows_reordered":
+        windows = [windows[w] for w in rng.permutation(len(windows))]
+    return np.concatenate([lo + rng.permutation(hi - lo) for lo, hi in windows])
 
 
 def block_order(pairs: int, block: int, rng: np.random.Generator) -> np.ndarray:
@@ -397,6 +433,8 @@ def replay(corpus: Path, cfg: Any, seed: int, variant: str, pairs_uri: str | Non
             order = run_order(
                 starts, at, np.random.default_rng([seed] if variant == "sentences_fixed" else [seed, epoch])
             )
+        elif variant in FILE_ORDERS:
+            order = file_order(variant, starts, at, epoch, epochs, seed)
         span = (alpha0 - alpha1) / epochs
         train_rows(
             rows_in[:at], rows_out[:at], rows_neg[:at], order, syn0, syn1neg,
