@@ -31,7 +31,7 @@ time be replaced by corpus2vec's:
 * ``sentences``, ``sentences_fixed``: ``rows`` with the epoch's sentences (lines of the corpus, 10k
   words each in the benchmark's prefix) in a random order, gensim's order inside each; a new order
   every epoch, or one order kept for all epochs (the corpus permuted once, as a file would be).
-* ``rotated``, ``file_last``, ``file_first``, ``windowed``: ``rows`` with the file's order moved
+* ``rotated``, ``file_last``, ``file_first``, ``windowed``, ``windows_reordered``: ``rows`` with the file's order moved
   (started from its middle) or kept in part (in the last epoch only, in all but the last, or as
   windows of 64 lines in order with their pairs shuffled inside, or those windows in a random
   order): see ``file_order``.
@@ -293,7 +293,7 @@ BLOCKS = {"blocks64": 64, "blocks4096": 4096, "blocks262144": 262144}  # variant
 SENTENCE_ORDERS = ("sentences", "sentences_fixed")  # sentences reordered per epoch / once for all epochs
 # the file's order moved or kept in part: which part of it the similarity scores follow
 FILE_ORDERS = ("rotated", "file_last", "file_first", "windowed", "windows_reordered")
-WINDOW_LINES = 64  # windowed: lines per window (640k words, about 2M pairs) whose pairs are shuffled
+WINDOW_LINES = 64  # windowed: lines per window (640k words, about 6.1M pairs) whose pairs are shuffled
 VARIANTS: dict[str, dict[str, bool]] = {
     name: {"gensim_step": name == "gensim", "splitmix": name == "splitmix", "centre_input": name == "centre",
            "shuffled": name in ("shuffled", "global"),
