@@ -31,10 +31,10 @@ time be replaced by corpus2vec's:
 * ``sentences``, ``sentences_fixed``: ``rows`` with the epoch's sentences (lines of the corpus, 10k
   words each in the benchmark's prefix) in a random order, gensim's order inside each; a new order
   every epoch, or one order kept for all epochs (the corpus permuted once, as a file would be).
-* ``rotated``, ``file_last``, ``file_first``, ``windowed``, ``windows_reordered``: ``rows`` with the file's order moved
-  (started from its middle) or kept in part (in the last epoch only, in all but the last, or as
-  windows of 64 lines in order with their pairs shuffled inside, or those windows in a random
-  order): see ``file_order``.
+* ``rotated``, ``file_last``, ``file_first``, ``windowed``, ``windows_reordered``: ``rows`` with
+  the file's order moved (started from its middle) or kept in part (in the last epoch only, in all
+  but the last, or as windows of 64 lines in order with their pairs shuffled inside, or those
+  windows in a random order): see ``file_order``.
 * ``ours``: corpus2vec's own pairs (``--pairs``, the pairs stage of the same corpus: epoch e reads
   draw e, in the shards' order) trained as ``rows`` trains, from gensim's initial vectors: the
   pairs job's draws in place of gensim's, and nothing else of corpus2vec's.
