@@ -34,7 +34,8 @@ time be replaced by corpus2vec's:
 * ``rotated``, ``file_last``, ``file_first``, ``windowed``, ``windows_reordered``: ``rows`` with
   the file's order moved (started from its middle) or kept in part (in the last epoch only, in all
   but the last, or as windows of 64 lines in order with their pairs shuffled inside, or those
-  windows in a random order): see ``file_order``.
+  windows in a random order); ``windowed256`` and ``windowed512``: windows of 256 and 512 lines. See
+  ``file_order``.
 * ``ours``: corpus2vec's own pairs (``--pairs``, the pairs stage of the same corpus: epoch e reads
   draw e, in the shards' order) trained as ``rows`` trains, from gensim's initial vectors: the
   pairs job's draws in place of gensim's, and nothing else of corpus2vec's.
@@ -292,8 +293,9 @@ def train_rows(
 BLOCKS = {"blocks64": 64, "blocks4096": 4096, "blocks262144": 262144}  # variant -> pairs per block
 SENTENCE_ORDERS = ("sentences", "sentences_fixed")  # sentences reordered per epoch / once for all epochs
 # the file's order moved or kept in part: which part of it the similarity scores follow
-FILE_ORDERS = ("rotated", "file_last", "file_first", "windowed", "windows_reordered")
-WINDOW_LINES = 64  # windowed: lines per window (640k words, about 6.1M pairs) whose pairs are shuffled
+# windowed variants: lines per window whose pairs are shuffled (64: 640k words, about 6.1M pairs)
+WINDOW_LINES = {"windowed": 64, "windowed256": 256, "windowed512": 512, "windows_reordered": 64}
+FILE_ORDERS = ("rotated", "file_last", "file_first", *WINDOW_LINES)
 VARIANTS: dict[str, dict[str, bool]] = {
     name: {"gensim_step": name == "gensim", "splitmix": name == "splitmix", "centre_input": name == "centre",
            "shuffled": name in ("shuffled", "global"),
@@ -324,9 +326,10 @@ def file_order(
     ``rotated`` trains the lines from the file's middle to its end, then its start to the middle (the
     same neighbours, other positions); ``file_last`` / ``file_first`` train the file's order in the
     last epoch only / in every epoch but the last, a new random line order in the others;
-    ``windowed`` keeps the windows of ``WINDOW_LINES`` lines in the file's order and shuffles the
-    pairs inside each (the order a corpus-ordered shuffle buffer would give); ``windows_reordered``
-    does the same with the windows in a new random order every epoch."""
+    ``windowed`` keeps the windows of 64 lines (``WINDOW_LINES``; 256 and 512 for ``windowed256``
+    and ``windowed512``) in the file's order and shuffles the pairs inside each (the order a
+    corpus-ordered shuffle buffer would give); ``windows_reordered`` does the same with the 64-line
+    windows in a new random order every epoch."""
     lines = len(starts)
     rng = np.random.default_rng([seed, epoch])
     if variant == "rotated":
@@ -334,7 +337,7 @@ def file_order(
     if variant in ("file_last", "file_first"):
         in_file_order = (epoch == epochs - 1) == (variant == "file_last")
         return np.arange(pairs, dtype=np.int64) if in_file_order else run_order(starts, pairs, rng)
-    windows = list(itertools.pairwise(np.append(starts[::WINDOW_LINES], pairs).astype(np.int64)))
+    windows = list(itertools.pairwise(np.append(starts[:: WINDOW_LINES[variant]], pairs).astype(np.int64)))
     if variant == "windows_reordered":
         windows = [windows[w] for w in rng.permutation(len(windows))]
     return np.concatenate([lo + rng.permutation(hi - lo) for lo, hi in windows])
