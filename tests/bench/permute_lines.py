@@ -8,7 +8,8 @@ shuffled pairs. docs/bench/file_order.md found gensim's whole-corpus WordSim353 
 on the dev corpus tied to the dev file's order, by running both on permutations written by this.
 The source is the whole-corpus prefix scale_quality.py writes (one 10k-word chunk per line); the
 output is one line of text, gzipped, as the dev corpus is, so scale_quality.py cuts it into the
-same chunks again, now in ``random.Random(seed)``'s order. Same seed, same file.
+same chunks again, now in ``random.Random(seed)``'s order. Same seed, same file. ``--keep-lines``
+writes one chunk per line instead (gensim_replica.py reads lines as its sentences).
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("seed", type=int, help="random.Random seed of the permutation")
     parser.add_argument("source", help="text file, one chunk per line")
     parser.add_argument("target", help="gzipped output: the chunks in permuted order, as one line")
+    parser.add_argument(
+        "--keep-lines", action="store_true",
+        help="one chunk per line instead, so the lines stay the same chunks (for gensim_replica.py)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     with open(args.source, encoding="utf-8") as source:
         lines = [line.strip() for line in source if line.strip()]
     random.Random(args.seed).shuffle(lines)
     with gzip.open(args.target, "wt", encoding="utf-8") as out:
-        out.write(" ".join(lines) + "\n")
+        out.write(("\n" if args.keep_lines else " ").join(lines) + "\n")
     print(f"{args.target}: {len(lines)} lines of {args.source} in permutation {args.seed}")
 
 
