@@ -292,8 +292,8 @@ def train_rows(
 
 BLOCKS = {"blocks64": 64, "blocks4096": 4096, "blocks262144": 262144}  # variant -> pairs per block
 SENTENCE_ORDERS = ("sentences", "sentences_fixed")  # sentences reordered per epoch / once for all epochs
-# the file's order moved or kept in part: which part of it the similarity scores follow
-# windowed variants: lines per window whose pairs are shuffled (64: 640k words, about 6.1M pairs)
+# the file's order moved or kept in part (file_order); for the windowed ones, the lines per window
+# whose pairs are shuffled (64 lines: 640k words, about 6.1M pairs)
 WINDOW_LINES = {"windowed": 64, "windowed256": 256, "windowed512": 512, "windows_reordered": 64}
 FILE_ORDERS = ("rotated", "file_last", "file_first", *WINDOW_LINES)
 VARIANTS: dict[str, dict[str, bool]] = {
