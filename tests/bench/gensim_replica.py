@@ -35,7 +35,7 @@ time be replaced by corpus2vec's:
   the file's order moved (started from its middle) or kept in part (in the last epoch only, in all
   but the last, or as windows of 64 lines in order with their pairs shuffled inside, or those
   windows in a random order); ``windowed256`` and ``windowed512``: windows of 256 and 512 lines. See
-  ``file_order``.
+  ``epoch_order``.
 * ``ours``: corpus2vec's own pairs (``--pairs``, the pairs stage of the same corpus: epoch e reads
   draw e, in the shards' order) trained as ``rows`` trains, from gensim's initial vectors: the
   pairs job's draws in place of gensim's, and nothing else of corpus2vec's.
@@ -292,7 +292,7 @@ def train_rows(
 
 BLOCKS = {"blocks64": 64, "blocks4096": 4096, "blocks262144": 262144}  # variant -> pairs per block
 SENTENCE_ORDERS = ("sentences", "sentences_fixed")  # sentences reordered per epoch / once for all epochs
-# the file's order moved or kept in part (file_order); for the windowed ones, the lines per window
+# the file's order moved or kept in part (docs/bench/file_order.md); for the windowed ones, the lines per window
 # whose pairs are shuffled (64 lines: 640k words, about 6.1M pairs)
 WINDOW_LINES = {"windowed": 64, "windowed256": 256, "windowed512": 512, "windows_reordered": 64}
 FILE_ORDERS = ("rotated", "file_last", "file_first", *WINDOW_LINES)
@@ -318,12 +318,15 @@ def run_order(starts: np.ndarray, pairs: int, rng: np.random.Generator) -> np.nd
     return runs_in(starts, pairs, rng.permutation(len(starts)))
 
 
-def file_order(
+def epoch_order(
     variant: str, starts: np.ndarray, pairs: int, epoch: int, epochs: int, seed: int
 ) -> np.ndarray:
-    """An epoch's pair order for the ``FILE_ORDERS`` variants (``starts``: each line's first pair).
+    """Epoch ``epoch``'s pair order for a ``rows`` variant (``starts``: each line's first pair); empty
+    for the pairs in the order drawn (the file's, ``rows``), from a generator seeded ``[seed, epoch]``.
 
-    ``rotated`` trains the lines from the file's middle to its end, then its start to the middle (the
+    ``global`` permutes all pairs; ``BLOCKS`` reorders runs of consecutive pairs; ``sentences``
+    reorders the lines (``sentences_fixed``: one order, seeded ``[seed]``, for every epoch); of the
+    ``FILE_ORDERS``, ``rotated`` trains the lines from the file's middle to its end, then its start to the middle (the
     same neighbours, other positions); ``file_last`` / ``file_first`` train the file's order in the
     last epoch only / in every epoch but the last, a new random line order in the others;
     ``windowed`` keeps the windows of 64 lines (``WINDOW_LINES``; 256 and 512 for ``windowed256``
@@ -332,6 +335,16 @@ def file_order(
     windows in a new random order every epoch."""
     lines = len(starts)
     rng = np.random.default_rng([seed, epoch])
+    if VARIANTS[variant]["shuffled"]:
+        return rng.permutation(pairs)
+    if variant in BLOCKS:
+        return block_order(pairs, BLOCKS[variant], rng)
+    if variant in SENTENCE_ORDERS:
+        return run_order(
+            starts, pairs, np.random.default_rng([seed]) if variant == "sentences_fixed" else rng
+        )
+    if variant not in FILE_ORDERS:
+        return np.zeros(0, np.int64)
     if variant == "rotated":
         return runs_in(starts, pairs, np.roll(np.arange(lines), -(lines // 2)))
     if variant in ("file_last", "file_first"):
@@ -427,17 +440,7 @@ def replay(corpus: Path, cfg: Any, seed: int, variant: str, pairs_uri: str | Non
             at = job_rows(
                 kept, reduced, cum, state, window, cfg.pairs.negative, rows_in, rows_out, rows_neg, at
             )
-        order = np.zeros(0, np.int64)
-        if flags["shuffled"]:
-            order = np.random.default_rng([seed, epoch]).permutation(at)
-        elif variant in BLOCKS:
-            order = block_order(at, BLOCKS[variant], np.random.default_rng([seed, epoch]))
-        elif variant in SENTENCE_ORDERS:  # sentences_fixed: one permutation, the same in every epoch
-            order = run_order(
-                starts, at, np.random.default_rng([seed] if variant == "sentences_fixed" else [seed, epoch])
-            )
-        elif variant in FILE_ORDERS:
-            order = file_order(variant, starts, at, epoch, epochs, seed)
+        order = epoch_order(variant, starts, at, epoch, epochs, seed)
         span = (alpha0 - alpha1) / epochs
         train_rows(
             rows_in[:at], rows_out[:at], rows_neg[:at], order, syn0, syn1neg,
